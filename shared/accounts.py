@@ -1,0 +1,245 @@
+"""Accounts and sessions: register, login, refresh rotation, logout, verification, password reset.
+
+Used by the JSON API and (later) the HTML views alike. Connections are held only around SQL,
+never across bcrypt (which runs in a thread) or Redis.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+from arq.connections import ArqRedis
+
+from shared import outbox
+from shared.config import Settings
+from shared.db import Database
+from shared.errors import Conflict, Forbidden, Unauthorized, field_error
+from shared.security import create_access_token, hash_password, new_token, token_digest, verify_password
+
+logger = logging.getLogger("app.accounts")
+
+VERIFY_TTL = timedelta(days=2)
+RESET_TTL = timedelta(hours=1)
+USER_COLUMNS = "u.id, u.email, u.name, u.role, u.is_active, u.email_verified, u.created_at"
+
+INSERT_USER = f"""
+INSERT INTO users AS u (email, name, password_hash, role, email_verified)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (email) DO NOTHING
+RETURNING {USER_COLUMNS}
+"""
+SELECT_USER = f"SELECT {USER_COLUMNS} FROM users AS u WHERE u.id = $1"
+SELECT_LOGIN = f"SELECT {USER_COLUMNS}, u.password_hash FROM users AS u WHERE u.email = $1"
+SELECT_SESSION_USER = f"""
+SELECT {USER_COLUMNS}
+FROM sessions AS s JOIN users AS u ON u.id = s.user_id
+WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND u.is_active
+"""
+INSERT_SESSION = "INSERT INTO sessions (user_id) VALUES ($1) RETURNING id"
+INSERT_REFRESH = "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, now() + $3)"
+SELECT_REFRESH_FOR_UPDATE = """
+SELECT r.session_id, r.used_at, r.expires_at < now() AS expired, s.revoked_at, s.user_id, u.is_active
+FROM refresh_tokens AS r
+JOIN sessions AS s ON s.id = r.session_id
+JOIN users AS u ON u.id = s.user_id
+WHERE r.token_hash = $1
+FOR UPDATE OF r
+"""
+SPEND_REFRESH = "UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1"
+REVOKE_SESSION = """
+UPDATE sessions SET revoked_at = now(), revoked_reason = $2
+WHERE id = $1 AND revoked_at IS NULL
+"""
+REVOKE_USER_SESSIONS = """
+UPDATE sessions SET revoked_at = now(), revoked_reason = $2
+WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $3
+"""
+SELECT_SESSION_OWNER = "SELECT s.id FROM refresh_tokens AS r JOIN sessions AS s ON s.id = r.session_id " \
+                       "WHERE r.token_hash = $1 AND s.user_id = $2"
+INSERT_ONE_TIME = "INSERT INTO one_time_tokens (token_hash, user_id, purpose, expires_at) VALUES ($1, $2, $3, now() + $4)"
+SPEND_UNUSED_ONE_TIME = """
+UPDATE one_time_tokens SET used_at = now() WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL
+"""
+CONSUME_ONE_TIME = """
+UPDATE one_time_tokens AS t SET used_at = now()
+FROM users AS u
+WHERE t.token_hash = $1 AND t.purpose = $2 AND t.used_at IS NULL AND t.expires_at > now()
+  AND u.id = t.user_id AND u.is_active
+RETURNING t.user_id
+"""
+MARK_VERIFIED = "UPDATE users SET email_verified = true, updated_at = now() WHERE id = $1"
+SET_PASSWORD = """
+UPDATE users SET password_hash = $2, email_verified = email_verified OR $3, updated_at = now() WHERE id = $1
+"""
+SELECT_PASSWORD_HASH = "SELECT password_hash FROM users WHERE id = $1"
+UPDATE_NAME = "UPDATE users SET name = $2, updated_at = now() WHERE id = $1"
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"access_token": self.access_token, "refresh_token": self.refresh_token,
+                "token_type": "bearer", "expires_in": self.expires_in}
+
+
+def user_out(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
+    """The public shape of a user: never the password hash."""
+    return {"id": row["id"], "email": row["email"], "name": row["name"], "role": row["role"],
+            "is_active": row["is_active"], "email_verified": row["email_verified"], "created_at": row["created_at"]}
+
+
+async def get_user(conn: asyncpg.Connection, *, user_id: int) -> dict[str, Any] | None:
+    row = await conn.fetchrow(SELECT_USER, user_id)
+    return user_out(row) if row else None
+
+
+async def get_session_user(conn: asyncpg.Connection, *, user_id: int, session_id: str) -> dict[str, Any] | None:
+    """The user behind a live session, or None when the session was revoked or the user deactivated."""
+    row = await conn.fetchrow(SELECT_SESSION_USER, session_id, user_id)
+    return user_out(row) if row else None
+
+
+async def create_user(conn: asyncpg.Connection, *, email: str, password_hash: str, name: str = "",
+                      role: str = "user", email_verified: bool = False) -> dict[str, Any]:
+    row = await conn.fetchrow(INSERT_USER, email, name, password_hash, role, email_verified)
+    if row is None:
+        raise Conflict("An account with this email already exists")
+    return user_out(row)
+
+
+async def _queue_token_mail(conn: asyncpg.Connection, settings: Settings, *, user: dict[str, Any],
+                            purpose: str, ttl: timedelta, template: str, path: str) -> int | None:
+    await conn.execute(SPEND_UNUSED_ONE_TIME, user["id"], purpose)  # only the newest link works
+    token, digest = new_token()
+    await conn.execute(INSERT_ONE_TIME, digest, user["id"], purpose, ttl)
+    context = {"name": user["name"] or user["email"], "token": token, "link": f"{settings.public_url}{path}?token={token}",
+               "expires_hours": int(ttl.total_seconds() // 3600)}
+    return await outbox.queue_email(conn, to=user["email"], template=template, context=context, user_id=user["id"])
+
+
+async def register(db: Database, arq: ArqRedis, settings: Settings, *, email: str, password: str,
+                   name: str = "") -> dict[str, Any]:
+    """Create the account and queue its verification mail in the same transaction."""
+    password_hash = await hash_password(password, settings.bcrypt_rounds)
+    async with db.write.acquire() as conn, conn.transaction():
+        user = await create_user(conn, email=email, password_hash=password_hash, name=name)
+        mail_id = await _queue_token_mail(conn, settings, user=user, purpose="verify_email", ttl=VERIFY_TTL,
+                                          template="verify_email", path="/verify-email")
+    await outbox.dispatch(arq, [mail_id])
+    return user
+
+
+async def _start_session(conn: asyncpg.Connection, settings: Settings, user_id: int,
+                         session_id: str | None = None) -> TokenPair:
+    if session_id is None:
+        session_id = str(await conn.fetchval(INSERT_SESSION, user_id))
+    refresh, digest = new_token()
+    await conn.execute(INSERT_REFRESH, digest, session_id, timedelta(seconds=settings.refresh_token_ttl))
+    access, _ = create_access_token(settings, user_id=user_id, session_id=session_id)
+    return TokenPair(access, refresh, settings.access_token_ttl)
+
+
+async def login(db: Database, settings: Settings, *, email: str, password: str) -> TokenPair:
+    """Same 401, and the same bcrypt cost, whether the email or the password is wrong."""
+    async with db.write.acquire() as conn:
+        row = await conn.fetchrow(SELECT_LOGIN, email)
+    if not await verify_password(password, row["password_hash"] if row else None, settings.bcrypt_rounds):
+        raise Unauthorized("Invalid email or password", error="invalid_grant")
+    assert row is not None
+    if not row["is_active"]:
+        raise Forbidden("This account has been deactivated")
+    async with db.write.acquire() as conn, conn.transaction():
+        return await _start_session(conn, settings, row["id"])
+
+
+async def refresh(db: Database, settings: Settings, *, refresh_token: str) -> TokenPair:
+    """Rotate: spend the refresh token, issue a new pair. A spent token coming back revokes the login."""
+    invalid = Unauthorized("The refresh token is invalid or expired", error="invalid_grant")
+    async with db.write.acquire() as conn:
+        async with conn.transaction():
+            row = await conn.fetchrow(SELECT_REFRESH_FOR_UPDATE, token_digest(refresh_token))
+            if row is None or row["revoked_at"] is not None or not row["is_active"] or row["expired"]:
+                raise invalid
+            if row["used_at"] is None:
+                await conn.execute(SPEND_REFRESH, token_digest(refresh_token))
+                return await _start_session(conn, settings, row["user_id"], str(row["session_id"]))
+            await conn.execute(REVOKE_SESSION, row["session_id"], "refresh_token_reuse")
+        # Committed above: the revocation must stick even though this request fails.
+        logger.warning("spent refresh token reused; session %s revoked", row["session_id"])
+        raise invalid
+
+
+async def logout(db: Database, *, user_id: int, session_id: str, refresh_token: str | None) -> None:
+    """End the caller's session, and the session of ``refresh_token`` if it is the caller's too."""
+    async with db.write.acquire() as conn, conn.transaction():
+        await conn.execute(REVOKE_SESSION, session_id, "logout")
+        if refresh_token:
+            other = await conn.fetchval(SELECT_SESSION_OWNER, token_digest(refresh_token), user_id)
+            if other is not None:
+                await conn.execute(REVOKE_SESSION, other, "logout")
+
+
+async def _consume(conn: asyncpg.Connection, token: str, purpose: str) -> int:
+    user_id = await conn.fetchval(CONSUME_ONE_TIME, token_digest(token), purpose)
+    if user_id is None:
+        raise field_error("token", "Invalid, used or expired token")
+    return int(user_id)
+
+
+async def verify_email(db: Database, *, token: str) -> None:
+    async with db.write.acquire() as conn, conn.transaction():
+        await conn.execute(MARK_VERIFIED, await _consume(conn, token, "verify_email"))
+
+
+async def request_password_reset(db: Database, arq: ArqRedis, settings: Settings, *, email: str) -> None:
+    """Queue a reset mail if an active account has this email; callers answer 202 either way."""
+    async with db.write.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(SELECT_LOGIN, email)
+        if row is None or not row["is_active"]:
+            return
+        mail_id = await _queue_token_mail(conn, settings, user=user_out(row), purpose="password_reset",
+                                          ttl=RESET_TTL, template="password_reset", path="/reset-password")
+    await outbox.dispatch(arq, [mail_id])
+
+
+async def confirm_password_reset(db: Database, settings: Settings, *, token: str, password: str) -> None:
+    """Set the new password and end every session of that user (the link proves the mailbox, too)."""
+    password_hash = await hash_password(password, settings.bcrypt_rounds)
+    async with db.write.acquire() as conn, conn.transaction():
+        user_id = await _consume(conn, token, "password_reset")
+        await conn.execute(SET_PASSWORD, user_id, password_hash, True)
+        await conn.execute(REVOKE_USER_SESSIONS, user_id, "password_reset", None)
+
+
+async def update_me(db: Database, settings: Settings, *, user_id: int, session_id: str,
+                    changes: dict[str, Any]) -> dict[str, Any]:
+    """Change name and/or password; a new password needs the current one and ends the *other* sessions."""
+    new_hash = None
+    if "password" in changes:
+        if not changes.get("current_password"):
+            raise field_error("current_password", "Required to set a new password")
+        async with db.write.acquire() as conn:
+            current_hash = await conn.fetchval(SELECT_PASSWORD_HASH, user_id)
+        if not await verify_password(changes["current_password"], current_hash, settings.bcrypt_rounds):
+            raise field_error("current_password", "Incorrect password")
+        new_hash = await hash_password(changes["password"], settings.bcrypt_rounds)
+    async with db.write.acquire() as conn, conn.transaction():
+        if "name" in changes:
+            await conn.execute(UPDATE_NAME, user_id, changes["name"])
+        if new_hash is not None:
+            await conn.execute(SET_PASSWORD, user_id, new_hash, False)
+            await conn.execute(REVOKE_USER_SESSIONS, user_id, "password_change", session_id)
+        user = await get_user(conn, user_id=user_id)
+    assert user is not None
+    return user
+
+
+async def revoke_all_sessions(conn: asyncpg.Connection, *, user_id: int, reason: str) -> None:
+    await conn.execute(REVOKE_USER_SESSIONS, user_id, reason, None)

@@ -1,0 +1,86 @@
+"""Admin operations on users, and the service-wide counters."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from shared import accounts
+from shared.errors import Conflict, NotFound
+from shared.pagination import decode_cursor, page
+
+# Filters are optional: a NULL parameter switches its condition off, so one statement (and one plan
+# shape) serves every combination. `q` is a substring of email or name.
+LIST_USERS = f"""
+SELECT {accounts.USER_COLUMNS}
+FROM users AS u
+WHERE ($1::text IS NULL OR u.email ILIKE '%' || $1 || '%' OR u.name ILIKE '%' || $1 || '%')
+  AND ($2::text IS NULL OR u.role = $2)
+  AND ($3::boolean IS NULL OR u.is_active = $3)
+  AND ($4::timestamptz IS NULL OR (u.created_at, u.id) < ($4, $5))
+ORDER BY u.created_at DESC, u.id DESC
+LIMIT $6
+"""
+UPDATE_USER = f"""
+UPDATE users AS u SET role = COALESCE($2, u.role), is_active = COALESCE($3, u.is_active), updated_at = now()
+WHERE u.id = $1
+RETURNING {accounts.USER_COLUMNS}
+"""
+USER_COUNTS = """
+SELECT count(*) AS total,
+       count(*) FILTER (WHERE is_active) AS active,
+       count(*) FILTER (WHERE role = 'admin') AS admins,
+       count(*) FILTER (WHERE email_verified) AS verified
+FROM users
+"""
+OUTBOX_COUNTS = "SELECT status, count(*) AS n FROM email_outbox GROUP BY status"
+CURSOR_SCOPE = "admin-users"
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def list_users(conn: asyncpg.Connection, *, secret: str, limit: int, cursor: str | None = None,
+                     q: str | None = None, role: str | None = None,
+                     is_active: bool | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of users, newest first, and the cursor of the next page."""
+    scope = f"{CURSOR_SCOPE}:{q}:{role}:{is_active}"
+    after_created, after_id = None, None
+    if cursor:
+        values = decode_cursor(secret, scope, cursor)
+        after_created, after_id = datetime.fromisoformat(values[0]), int(values[1])
+    rows = await conn.fetch(LIST_USERS, _escape_like(q) if q else None, role, is_active, after_created,
+                            after_id, limit + 1)
+    items, next_cursor = page([accounts.user_out(r) for r in rows], limit,
+                              lambda u: [u["created_at"].isoformat(), u["id"]], secret, scope)
+    return items, next_cursor
+
+
+async def update_user(conn: asyncpg.Connection, *, user_id: int, acting_admin_id: int, role: str | None = None,
+                      is_active: bool | None = None) -> dict[str, Any]:
+    """Change role/active state. Deactivating ends every session at once."""
+    if user_id == acting_admin_id and (role == "user" or is_active is False):
+        raise Conflict("Admins cannot demote or deactivate themselves; ask another admin")
+    row = await conn.fetchrow(UPDATE_USER, user_id, role, is_active)
+    if row is None:
+        raise NotFound("No such user")
+    if is_active is False:
+        await accounts.revoke_all_sessions(conn, user_id=user_id, reason="deactivated")
+    return accounts.user_out(row)
+
+
+async def user_counts(conn: asyncpg.Connection) -> dict[str, int]:
+    return dict(await conn.fetchrow(USER_COUNTS))
+
+
+async def email_counts(conn: asyncpg.Connection) -> dict[str, int]:
+    counts = {"pending": 0, "sending": 0, "sent": 0, "failed": 0}
+    counts.update({row["status"]: row["n"] for row in await conn.fetch(OUTBOX_COUNTS)})
+    return counts
+
+
+async def service_stats(conn: asyncpg.Connection) -> dict[str, Any]:
+    """Everything /api/v1/admin/stats shows. Tasks and jobs join as their features land."""
+    return {"users": await user_counts(conn), "emails": await email_counts(conn)}

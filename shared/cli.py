@@ -1,0 +1,98 @@
+"""The `taskdeck` command: web, worker, migrate, create-admin, dev."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Sequence
+
+from shared.config import ConfigError, Settings, load_dotenv_file
+from shared.logs import configure_logging
+
+logger = logging.getLogger("app.cli")
+
+
+def load_settings() -> Settings:
+    """Settings from the environment (and .env); a bad configuration exits 2 with one line per problem."""
+    load_dotenv_file()
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"taskdeck: configuration error: {problem}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def cmd_web(args: argparse.Namespace) -> None:
+    from aiohttp import web
+
+    from web.app import create_app
+
+    settings = load_settings()
+    web.run_app(create_app(settings), host=args.host, port=args.port, reuse_port=args.reuse_port,
+                access_log=None, print=lambda message: logger.info(message.strip()))
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    from worker.settings import run_worker_process
+
+    run_worker_process(load_settings())
+
+
+def cmd_migrate(args: argparse.Namespace) -> None:
+    from shared.migrate import migrate
+
+    applied = asyncio.run(migrate(load_settings().database_url))
+    print("applied: " + ", ".join(applied) if applied else "database is up to date")
+
+
+def cmd_create_admin(args: argparse.Namespace) -> None:
+    from shared.bootstrap import create_admin
+
+    settings = load_settings()
+    try:
+        created = asyncio.run(create_admin(settings, email=args.email, password=args.password))
+    except ValueError as exc:
+        print(f"taskdeck: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(f"{'created' if created else 'promoted'} admin {args.email.lower()}")
+
+
+def cmd_dev(args: argparse.Namespace) -> None:
+    from shared.dev import run_dev
+
+    raise SystemExit(run_dev(host=args.host, port=args.port, var_dir=args.var))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="taskdeck", description="Taskdeck task-management service")
+    sub = parser.add_subparsers(dest="command", required=True)
+    web = sub.add_parser("web", help="serve HTTP")
+    web.add_argument("--host", default="127.0.0.1")
+    web.add_argument("--port", type=int, default=8080)
+    web.add_argument("--reuse-port", action="store_true", help="let several processes share the port")
+    web.set_defaults(func=cmd_web)
+    sub.add_parser("worker", help="run one arq worker process").set_defaults(func=cmd_worker)
+    sub.add_parser("migrate", help="apply pending sql/ migrations").set_defaults(func=cmd_migrate)
+    admin = sub.add_parser("create-admin", help="create an admin, or promote an existing user")
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--password", required=True)
+    admin.set_defaults(func=cmd_create_admin)
+    dev = sub.add_parser("dev", help="embedded PostgreSQL, Redis, SMTP sink, web and worker under ./var")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8080)
+    dev.add_argument("--var", default="var", help="data directory (default ./var)")
+    dev.set_defaults(func=cmd_dev)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

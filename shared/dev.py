@@ -1,0 +1,136 @@
+"""`taskdeck dev`: the whole system on embedded defaults, data under ./var, Ctrl-C stops everything.
+
+Each of PostgreSQL, Redis and SMTP is embedded unless its URL is set (DATABASE_URL, REDIS_URL,
+SMTP_URL), in which case that real server is used. Web and worker run as child processes with
+exactly the environment a production deployment would give them.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from shared.bootstrap import create_admin
+from shared.config import ConfigError, Settings, load_dotenv_file
+from shared.devstack import PostgresServer, RedisServer, SmtpSink
+from shared.migrate import migrate
+
+DEV_ADMIN_EMAIL = "admin@taskdeck.localhost"
+
+
+def _persistent_secret(path: Path, make: Any) -> str:
+    """A value generated once and kept under var/, so tokens and logins survive a restart."""
+    if path.exists():
+        return path.read_text().strip()
+    value = make()
+    path.write_text(value)
+    path.chmod(0o600)
+    return value
+
+
+def _start_services(var: Path, env: dict[str, str]) -> list[Any]:
+    started: list[Any] = []
+    if not env.get("DATABASE_URL"):
+        postgres = PostgresServer(var / "postgres")
+        postgres.start()
+        started.append(postgres)
+        postgres.create_database("taskdeck")
+        env["DATABASE_URL"] = postgres.dsn("taskdeck")
+    if not env.get("REDIS_URL"):
+        redis = RedisServer(var / "redis")
+        redis.start()
+        started.append(redis)
+        env["REDIS_URL"] = redis.url
+    if not env.get("SMTP_URL"):
+        smtp = SmtpSink(var / "mail")
+        smtp.start()
+        started.append(smtp)
+        env["SMTP_URL"] = smtp.url
+    return started
+
+
+def _spawn(role: str, env: dict[str, str], *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "shared.cli", role, *extra], env=env)
+
+
+def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + 15
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def _banner(host: str, port: int, env: dict[str, str], admin_password: str, var: Path) -> str:
+    base = f"http://{host}:{port}"
+    mail = str(var / "mail") if "127.0.0.1" in env["SMTP_URL"] and not os.environ.get("SMTP_URL") else env["SMTP_URL"]
+    return "\n".join([
+        "", "Taskdeck is running (Ctrl-C stops everything):",
+        f"  app       {base}/",
+        f"  API docs  {base}/api/docs",
+        f"  ready     {base}/ready",
+        f"  metrics   {base}/metrics",
+        f"  mail      {mail}",
+        f"  database  {env['DATABASE_URL']}",
+        f"  redis     {env['REDIS_URL']}",
+        f"  admin     {DEV_ADMIN_EMAIL} / {admin_password}", "",
+    ])
+
+
+def run_dev(host: str = "127.0.0.1", port: int = 8080, var_dir: str = "var") -> int:
+    load_dotenv_file()
+    var = Path(var_dir).resolve()
+    var.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.setdefault("TASKDECK_ENV", "development")
+    env.setdefault("SECRET_KEY", _persistent_secret(var / "secret_key", lambda: secrets.token_urlsafe(48)))
+    env.setdefault("EXPORT_STORAGE", str(var / "exports"))
+    env.setdefault("PUBLIC_URL", f"http://{host}:{port}")
+    admin_password = _persistent_secret(var / "dev_admin_password", lambda: secrets.token_urlsafe(12))
+    services = _start_services(var, env)
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        settings = Settings.from_env(env)
+        asyncio.run(migrate(settings.database_url))
+        asyncio.run(create_admin(settings, email=DEV_ADMIN_EMAIL, password=admin_password))
+        children = [_spawn("web", env, "--host", host, "--port", str(port)), _spawn("worker", env)]
+        print(_banner(host, port, env, admin_password, var), flush=True)
+        return _wait(children)
+    except ConfigError as exc:
+        print("\n".join(f"taskdeck: configuration error: {p}" for p in exc.problems), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        _stop_children(children)
+        for service in reversed(services):
+            service.stop()
+        print("Taskdeck stopped; data kept in " + str(var), flush=True)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM (e.g. from a supervisor) stops as cleanly as Ctrl-C
+
+
+def _wait(children: list[subprocess.Popen[bytes]]) -> int:
+    """Block until Ctrl-C/SIGTERM, or until a child dies (then stop the rest and report it)."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    while True:
+        for child in children:
+            code = child.poll()
+            if code is not None:
+                role = child.args[3] if isinstance(child.args, list) else child.args
+                print(f"taskdeck: the {role} process exited with code {code}; stopping", file=sys.stderr)
+                return code or 1
+        time.sleep(0.5)

@@ -1,0 +1,135 @@
+"""Real PostgreSQL, Redis and SMTP sink, started once per session by the same launcher as `taskdeck dev`."""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+from redis.asyncio import Redis
+
+from shared.config import Settings, SmtpConfig
+from shared.devstack import PostgresServer, RedisServer, SmtpSink
+from shared.migrate import migrate
+from web.app import create_app
+
+TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256-0123456789"
+TEST_DB = "taskdeck_test"
+
+
+@dataclass
+class Stack:
+    postgres: PostgresServer
+    redis: RedisServer
+    smtp: SmtpSink
+    base: Path
+
+    @property
+    def dsn(self) -> str:
+        return self.postgres.dsn(TEST_DB)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    base = Path(tempfile.mkdtemp(prefix="taskdeck-test-"))
+    os.chmod(base, 0o755)  # postgres runs as `nobody` when we are root and must reach its data dir
+    postgres, redis, smtp = PostgresServer(base / "pg"), RedisServer(base / "redis"), SmtpSink(base / "mail")
+    started: list[Any] = []
+    try:
+        for server in (postgres, redis, smtp):
+            server.start()
+            started.append(server)
+        postgres.create_database(TEST_DB)
+        asyncio.run(migrate(postgres.dsn(TEST_DB)))
+        yield Stack(postgres, redis, smtp, base)
+    finally:
+        for server in reversed(started):
+            server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def settings(stack: Stack, tmp_path: Path) -> Settings:
+    host, port = stack.smtp.url.removeprefix("smtp://").split(":")
+    return Settings(
+        environment="test",
+        database_url=stack.dsn,
+        redis_url=stack.redis.url,
+        secret_key=TEST_SECRET,
+        smtp=SmtpConfig(host=host, port=int(port)),
+        public_url="http://taskdeck.test",
+        export_storage=str(tmp_path / "exports"),
+        bcrypt_rounds=4,
+        db_pool_min=1,
+        db_pool_max=5,
+    )
+
+
+@pytest.fixture(autouse=True)
+async def clean_state(stack: Stack) -> None:
+    """Every test starts from empty tables, an empty Redis and an empty mailbox."""
+    conn = await asyncpg.connect(stack.dsn)
+    try:
+        tables = await conn.fetchval(
+            "SELECT string_agg(format('%I', tablename), ', ') FROM pg_tables "
+            "WHERE schemaname = 'public' AND tablename <> 'schema_migrations'")
+        if tables:
+            await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    finally:
+        await conn.close()
+    redis = Redis.from_url(stack.redis.url)
+    await redis.flushdb()
+    await redis.aclose()
+    stack.smtp.clear()
+
+
+@pytest.fixture
+async def db(stack: Stack) -> AsyncIterator[asyncpg.Connection]:
+    """A direct connection for arranging and inspecting rows."""
+    conn = await asyncpg.connect(stack.dsn)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, settings: Settings) -> Any:
+    return await aiohttp_client(create_app(settings))
+
+
+@dataclass
+class TestUser:
+    id: int
+    email: str
+    password: str
+    token: str
+    session_id: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@pytest.fixture
+def make_user(db: asyncpg.Connection, settings: Settings) -> Any:
+    """Insert a user with a live session; ``user.headers`` authenticates as them."""
+    from shared.security import create_access_token, hash_password
+
+    counter = iter(range(1, 1_000_000))
+
+    async def make(email: str | None = None, *, password: str = "correct horse battery", role: str = "user",
+                   name: str = "", verified: bool = True, active: bool = True) -> TestUser:
+        email = email or f"user{next(counter)}@example.com"
+        password_hash = await hash_password(password, settings.bcrypt_rounds)
+        user_id = await db.fetchval(
+            "INSERT INTO users (email, name, password_hash, role, email_verified, is_active) "
+            "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id", email.lower(), name, password_hash, role, verified, active)
+        session_id = str(await db.fetchval("INSERT INTO sessions (user_id) VALUES ($1) RETURNING id", user_id))
+        token, _ = create_access_token(settings, user_id=user_id, session_id=session_id)
+        return TestUser(user_id, email.lower(), password, token, session_id)
+
+    return make

@@ -1,0 +1,36 @@
+"""Assertions shared by the API tests."""
+from __future__ import annotations
+
+from typing import Any
+
+
+async def assert_problem(response: Any, status: int, field: str | None = None) -> dict[str, Any]:
+    """The response is an RFC 9457 problem with ``status`` (and a message for ``field`` when given)."""
+    body = await response.json(content_type=None)
+    assert response.status == status, body
+    assert response.content_type == "application/problem+json"
+    assert body["status"] == status and body["title"] and body["type"] and body["detail"]
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    assert "Traceback" not in str(body)
+    if field is not None:
+        assert field in body["errors"], body
+    if status == 401:
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    return body
+
+
+async def register(client: Any, email: str = "ada@example.com", password: str = "correct horse battery",
+                   **extra: Any) -> dict[str, Any]:
+    response = await client.post("/api/v1/auth/register", json={"email": email, "password": password, **extra})
+    assert response.status == 201, await response.text()
+    return await response.json()
+
+
+async def login(client: Any, email: str = "ada@example.com", password: str = "correct horse battery") -> dict:
+    response = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert response.status == 200, await response.text()
+    return await response.json()
+
+
+def bearer(tokens: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens['access_token']}"}

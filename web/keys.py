@@ -1,0 +1,17 @@
+"""Every application and request key, declared once (typed: string keys fail under filterwarnings=error)."""
+from __future__ import annotations
+
+from aiohttp import web
+from arq.connections import ArqRedis
+from redis.asyncio import Redis
+
+from shared.config import Settings
+from shared.db import Database
+
+SETTINGS = web.AppKey("settings", Settings)
+DB = web.AppKey("db", Database)
+REDIS = web.AppKey("redis", Redis)
+ARQ = web.AppKey("arq", ArqRedis)
+
+REQUEST_ID = web.RequestKey("request_id", str)
+AUTH = web.RequestKey("auth", object)  # the request's AuthContext once authenticated

@@ -1,0 +1,90 @@
+"""Request id, metrics and the single error mapping."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from shared.errors import AppError
+from shared.logs import request_id_var
+from web import metrics
+from web.keys import REQUEST_ID
+from web.problem import problem_response
+
+logger = logging.getLogger("app.web")
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Echo a sane client X-Request-ID or make one; it goes on every response and every log line."""
+    incoming = request.headers.get("X-Request-ID", "")
+    request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    token = request_id_var.set(request_id)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:  # redirects and 304 raised by handlers
+        exc.headers["X-Request-ID"] = request_id
+        raise
+    finally:
+        request_id_var.reset(token)
+    response.headers["X-Request-ID"] = request_id
+    return response
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        route = request.match_info.route.resource
+        template = route.canonical if route is not None else "unmatched"
+        metrics.observe_request(request.method, template, status, elapsed)
+        logger.info("%s %s -> %s in %.1f ms", request.method, request.rel_url.path, status, elapsed * 1000)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error leaves as RFC 9457 problem+json; unknown ones are logged, never shown."""
+    request_id = request.get(REQUEST_ID, "-")
+    try:
+        return await handler(request)
+    except AppError as exc:
+        return problem_response(exc.status, slug=exc.slug, title=exc.title, detail=exc.detail,
+                                errors=exc.errors, headers=exc.headers, request_id=request_id)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After", "WWW-Authenticate")}
+        detail = _http_detail(exc)
+        return problem_response(exc.status, detail=detail, headers=headers, request_id=request_id)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logger.exception("unhandled error on %s %s", request.method, request.rel_url.path)
+        return problem_response(500, detail="An unexpected error occurred. Quote the request id when "
+                                "reporting it.", request_id=request_id)
+
+
+def _http_detail(exc: web.HTTPException) -> str:
+    if exc.status == 404:
+        return "No such resource"
+    if exc.status == 405:
+        return f"Method not allowed; allowed: {exc.headers.get('Allow', '')}"
+    if exc.status == 413:
+        return "The request body is larger than 1 MiB"
+    return exc.reason

@@ -1,0 +1,88 @@
+"""Turning request bodies and query strings into validated data (or the contract's 4xx)."""
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import web
+from marshmallow import Schema, ValidationError
+
+from shared.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+
+MAX_BODY = 1024 * 1024
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+async def read_json(request: web.Request) -> Any:
+    """The body as JSON: 413 over 1 MiB, 415 when not JSON, 400 when malformed. An empty body is ``{}``."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise PayloadTooLarge("The request body is larger than 1 MiB")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge("The request body is larger than 1 MiB") from None
+    if not raw.strip():
+        return {}
+    mime = request.content_type
+    if mime != "application/json" and not mime.endswith("+json"):
+        raise UnsupportedMediaType(f"Expected Content-Type application/json, got {mime or 'none'}")
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadRequest(f"Malformed JSON: {exc}") from None
+
+
+async def load_json(request: web.Request, schema: Schema) -> dict[str, Any]:
+    """Read the body and load it with ``schema``; validation problems become one 422."""
+    data = await read_json(request)
+    if not isinstance(data, dict):
+        raise ValidationFailed({"_schema": ["Expected a JSON object"]})
+    return load(schema, data)
+
+
+def load_query(request: web.Request, schema: Schema) -> dict[str, Any]:
+    """Query parameters through ``schema``; fields declared as List collect repeated parameters."""
+    data: dict[str, Any] = {}
+    for key in request.query.keys():
+        if key in data:
+            continue
+        values = request.query.getall(key)
+        field = schema.fields.get(key)
+        is_list = field is not None and field.__class__.__name__ == "List"
+        data[key] = values if is_list else values[-1]
+    return load(schema, data)
+
+
+def load(schema: Schema, data: Any) -> dict[str, Any]:
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+        raise ValidationFailed(messages) from None
+
+
+def json_response(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(data, status=status, headers=headers, dumps=dumps)
+
+
+def rfc3339(value: datetime) -> str:
+    """UTC with a trailing Z, as the contract writes timestamps (fraction only when there is one)."""
+    return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat() + "Z"
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return rfc3339(value)
+    if isinstance(value, (uuid.UUID, Decimal)):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=_default)

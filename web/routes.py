@@ -1,0 +1,13 @@
+"""Each domain module registers its own routes; this only lists the domains."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from web import openapi
+from web.views import admin, auth, ops, users
+
+
+def setup_routes(app: web.Application) -> None:
+    for module in (ops, auth, users, admin):
+        module.setup_routes(app)
+    openapi.setup_routes(app)

@@ -1,0 +1,92 @@
+"""Schemas used by more than one resource: users, token pairs, problems, pages, common validators."""
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, pre_load, validate
+
+from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from shared.security import BCRYPT_MAX_BYTES, PASSWORD_MAX, PASSWORD_MIN
+
+
+def validate_password(value: str) -> None:
+    """A password we would store: 8..128 characters and, for bcrypt, at most 72 bytes."""
+    if not PASSWORD_MIN <= len(value) <= PASSWORD_MAX:
+        raise ValidationError(f"Length must be between {PASSWORD_MIN} and {PASSWORD_MAX} characters.")
+    validate_password_bytes(value)
+
+
+def validate_password_bytes(value: str) -> None:
+    if len(value.encode()) > BCRYPT_MAX_BYTES:
+        raise ValidationError(f"Must be at most {BCRYPT_MAX_BYTES} bytes in UTF-8.")
+
+
+class TrimmedSchema(Schema):
+    """Strips surrounding white space from the string fields named in ``Meta.trim``."""
+
+    class Meta:
+        trim: tuple[str, ...] = ()
+
+    @pre_load
+    def _trim(self, data: Any, **_: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v.strip() if isinstance(v, str) and k in self.Meta.trim else v for k, v in data.items()}
+        return data
+
+
+class EmailField(fields.Email):
+    """An email, lower-cased: addresses are case-insensitive and stored that way."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(validate=validate.Length(max=254), **kwargs)
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
+        return str(super()._deserialize(value, attr, data, **kwargs)).lower()
+
+
+class PasswordField(fields.String):
+    """A new password. ``existing=True`` accepts any length (a wrong guess is a 401, not a 422)."""
+
+    def __init__(self, existing: bool = False, **kwargs: Any) -> None:
+        checks = [validate.Length(min=1, max=PASSWORD_MAX), validate_password_bytes] if existing \
+            else [validate_password]
+        super().__init__(validate=checks, load_only=True, **kwargs)
+
+
+class UserOutSchema(Schema):
+    id = fields.Integer()
+    email = fields.Email()
+    name = fields.String()
+    role = fields.String(validate=validate.OneOf(["user", "admin"]))
+    is_active = fields.Boolean()
+    email_verified = fields.Boolean()
+    created_at = fields.DateTime()
+
+
+class UserPageSchema(Schema):
+    items = fields.List(fields.Nested(UserOutSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class TokenPairSchema(Schema):
+    access_token = fields.String()
+    refresh_token = fields.String()
+    token_type = fields.String(validate=validate.OneOf(["bearer"]))
+    expires_in = fields.Integer()
+
+
+class ProblemSchema(Schema):
+    type = fields.String()
+    title = fields.String()
+    status = fields.Integer()
+    detail = fields.String()
+    request_id = fields.String()
+    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+
+
+def limit_field() -> fields.Integer:
+    return fields.Integer(load_default=DEFAULT_LIMIT, validate=validate.Range(1, MAX_LIMIT))
+
+
+def cursor_field() -> fields.String:
+    return fields.String(load_default=None, validate=validate.Length(max=1000))

@@ -1,0 +1,63 @@
+"""/api/v1/users/me: the caller's own account."""
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from marshmallow import ValidationError, fields, validate, validates_schema
+
+from shared import accounts
+from web.auth import authenticate
+from web.keys import DB, SETTINGS
+from web.request import json_response, load_json
+from web.schemas import PasswordField, TrimmedSchema
+
+
+class UserUpdateSchema(TrimmedSchema):
+    class Meta:
+        trim = ("name",)
+
+    name = fields.String(validate=validate.Length(max=100))
+    password = PasswordField()
+    current_password = PasswordField(existing=True)
+
+    @validates_schema
+    def _password_needs_current(self, data: dict[str, Any], **_: Any) -> None:
+        if "password" in data and "current_password" not in data:
+            raise ValidationError("Required to set a new password.", "current_password")
+
+
+async def get_me(request: web.Request) -> web.Response:
+    """The authenticated user.
+    ---
+    tags: [users]
+    security: [{bearerAuth: []}]
+    responses:
+      200: {description: The caller, content: {application/json: {schema: UserOutSchema}}}
+      401: {$ref: '#/components/responses/Problem401'}
+    """
+    auth = await authenticate(request)
+    return json_response(auth.user)
+
+
+async def update_me(request: web.Request) -> web.Response:
+    """Change your name or password (a new password needs `current_password` and ends your other sessions).
+    ---
+    tags: [users]
+    security: [{bearerAuth: []}]
+    requestBody: {required: true, content: {application/json: {schema: UserUpdateSchema}}}
+    responses:
+      200: {description: The updated user, content: {application/json: {schema: UserOutSchema}}}
+      401: {$ref: '#/components/responses/Problem401'}
+      422: {$ref: '#/components/responses/Problem422'}
+    """
+    auth = await authenticate(request)
+    changes = await load_json(request, UserUpdateSchema())
+    user = await accounts.update_me(request.app[DB], request.app[SETTINGS], user_id=auth.user_id,
+                                    session_id=auth.claims.session_id, changes=changes)
+    return json_response(user)
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/users/me", get_me, name="users-me")
+    app.router.add_patch("/api/v1/users/me", update_me, name="users-me-update")
