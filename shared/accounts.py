@@ -59,7 +59,9 @@ WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $3
 """
 SELECT_SESSION_OWNER = "SELECT s.id FROM refresh_tokens AS r JOIN sessions AS s ON s.id = r.session_id " \
                        "WHERE r.token_hash = $1 AND s.user_id = $2"
-INSERT_ONE_TIME = "INSERT INTO one_time_tokens (token_hash, user_id, purpose, expires_at) VALUES ($1, $2, $3, now() + $4)"
+INSERT_ONE_TIME = """
+INSERT INTO one_time_tokens (token_hash, user_id, purpose, expires_at) VALUES ($1, $2, $3, now() + $4)
+"""
 SPEND_UNUSED_ONE_TIME = """
 UPDATE one_time_tokens SET used_at = now() WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL
 """
@@ -119,8 +121,8 @@ async def _queue_token_mail(conn: asyncpg.Connection, settings: Settings, *, use
     await conn.execute(SPEND_UNUSED_ONE_TIME, user["id"], purpose)  # only the newest link works
     token, digest = new_token()
     await conn.execute(INSERT_ONE_TIME, digest, user["id"], purpose, ttl)
-    context = {"name": user["name"] or user["email"], "token": token, "link": f"{settings.public_url}{path}?token={token}",
-               "expires_hours": int(ttl.total_seconds() // 3600)}
+    context = {"name": user["name"] or user["email"], "token": token,
+               "link": f"{settings.public_url}{path}?token={token}", "expires_hours": int(ttl.total_seconds() // 3600)}
     return await outbox.queue_email(conn, to=user["email"], template=template, context=context, user_id=user["id"])
 
 

@@ -58,8 +58,8 @@ async def test_password_reset_confirm_changes_the_password_and_ends_every_sessio
         await assert_problem(await client.get("/api/v1/users/me", headers=bearer(tokens)), 401)
         await assert_problem(await client.post("/api/v1/auth/refresh",
                                                json={"refresh_token": tokens["refresh_token"]}), 401)
-    await assert_problem(await client.post("/api/v1/auth/login", json={"email": "ada@example.com",
-                                                                      "password": "correct horse battery"}), 401)
+    old_password = {"email": "ada@example.com", "password": "correct horse battery"}
+    await assert_problem(await client.post("/api/v1/auth/login", json=old_password), 401)
     assert (await login(client, password="a brand new secret"))["access_token"]
     # The token is spent.
     again = await client.post("/api/v1/auth/password-reset/confirm", json={"token": token, "password": "another one1"})

@@ -68,8 +68,8 @@ async def test_a_cursor_from_another_filter_is_refused(client, admin, make_user)
     for _ in range(3):
         await make_user()
     page = await (await client.get("/api/v1/admin/users", params={"limit": "1"}, headers=admin.headers)).json()
-    response = await client.get("/api/v1/admin/users", params={"limit": "1", "role": "user",
-                                                                "cursor": page["next_cursor"]}, headers=admin.headers)
+    params = {"limit": "1", "role": "user", "cursor": page["next_cursor"]}
+    response = await client.get("/api/v1/admin/users", params=params, headers=admin.headers)
     await assert_problem(response, 422, "cursor")
 
 

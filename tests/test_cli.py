@@ -23,8 +23,8 @@ def test_migrate_when_up_to_date(stack):
 async def test_create_admin_creates_then_promotes(stack, client, make_user):
     result = run(stack, "create-admin", "--email", "Boss@Example.com", "--password", "boss password 1")
     assert result.returncode == 0 and "created admin boss@example.com" in result.stdout
-    response = await client.post("/api/v1/auth/login", json={"email": "boss@example.com",
-                                                              "password": "boss password 1"})
+    credentials = {"email": "boss@example.com", "password": "boss password 1"}
+    response = await client.post("/api/v1/auth/login", json=credentials)
     token = (await response.json())["access_token"]
     assert (await client.get("/api/v1/admin/stats", headers={"Authorization": f"Bearer {token}"})).status == 200
 

@@ -20,8 +20,12 @@ def job_ctx(settings: Settings, db: Database, **extra: Any) -> dict[str, Any]:
 
 
 async def run_burst(settings: Settings, **overrides: Any) -> Worker:
-    """Run a worker until the queue is empty, then close it (pools, health-check key)."""
-    worker = build_worker(settings, burst=True, poll_delay=0.05, **overrides)
+    """Run a worker until the queue is empty, then close it (pools, health-check key).
+
+    Cron is off unless asked for: a run that straddles a minute would add a sweep_outbox job.
+    """
+    options: dict[str, Any] = {"burst": True, "poll_delay": 0.05, "cron_jobs": None, **overrides}
+    worker = build_worker(settings, **options)
     try:
         await worker.async_run()
     finally:

@@ -19,6 +19,7 @@ from typing import Any
 
 import aiosmtplib
 import asyncpg
+import jinja2
 from arq import Retry
 
 from shared import mail
@@ -80,6 +81,7 @@ async def send_email(ctx: dict[str, Any], outbox_id: int) -> str:
 async def _deliver(pool: asyncpg.Pool, settings: Settings, row: asyncpg.Record) -> str:
     if row["attempts"] > MAX_ATTEMPTS:  # re-claimed after crashes in the window above: stop re-sending
         return await _fail(pool, row, f"gave up after {MAX_ATTEMPTS} attempts")
+    assert settings.smtp is not None  # send_email checked it before claiming
     try:
         message = mail.build_message(outbox_id=row["id"], to=row["to_address"], template=row["template"],
                                      context=row["context"], settings=settings)
@@ -108,6 +110,8 @@ async def _fail(pool: asyncpg.Pool, row: asyncpg.Record, error: str) -> str:
 
 def is_transient(exc: BaseException) -> bool:
     """True when trying the same mail again later can succeed (server down or busy, network, config)."""
+    if isinstance(exc, jinja2.TemplateError):
+        return False  # checked first: TemplateNotFound is also an OSError
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         return any(refusal.code < 500 for refusal in exc.recipients)
     if isinstance(exc, (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPAuthenticationError)):
