@@ -1,8 +1,11 @@
 """The application factory: keys, one cleanup context per resource, middlewares, routes. No I/O at import."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import AsyncIterator
 
+import aiohttp_jinja2
+import jinja2
 from aiohttp import web
 from arq.connections import ArqRedis
 from redis.asyncio import ConnectionPool
@@ -12,6 +15,8 @@ from shared.db import Database
 from web import middlewares, routes
 from web.keys import ARQ, DB, REDIS, SETTINGS
 from web.request import MAX_BODY
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
 async def db_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -40,6 +45,7 @@ def create_app(settings: Settings) -> web.Application:
                      middlewares.error_middleware],
     )
     app[SETTINGS] = settings
+    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES / "pages"), autoescape=True)
     app.cleanup_ctx.extend([db_ctx, redis_ctx])
     routes.setup_routes(app)
     return app
