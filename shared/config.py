@@ -34,6 +34,7 @@ class SmtpConfig:
     username: str | None = None
     password: str | None = None
     starttls: bool = False
+    tls: bool = False  # smtps://: TLS from the first byte (port 465 style)
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ class _Reader:
         if self._get(name) is None:  # optional: no SMTP server means mails stay queued in the outbox
             return None
         return self._check(name, None, _parse_smtp,  # type: ignore[return-value]
-                           "smtp://[user:password@]host:port[?starttls=1]") or None
+                           "smtp[s]://[user:password@]host:port[?starttls=1]") or None
 
     def storage(self, name: str, default: str) -> str:
         def parse(raw: str) -> str:
@@ -203,7 +204,7 @@ def _parse_smtp(raw: str) -> SmtpConfig:
     query = parse_qs(parts.query)
     starttls = query.get("starttls", ["0"])[0].lower() in ("1", "true", "yes")
     return SmtpConfig(host=parts.hostname, port=port, username=parts.username, password=parts.password,
-                      starttls=starttls)
+                      starttls=starttls, tls=parts.scheme == "smtps")
 
 
 def _redact(raw: str) -> str:

@@ -24,7 +24,6 @@ EMAIL_TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "email"
 # Per SMTP command (connect, EHLO, DATA...), not in total; the arq job timeout bounds the whole send.
 SMTP_TIMEOUT = 30.0
 # RFC 8314 implicit TLS port: SmtpConfig keeps no scheme, so smtps:// is recognised by its port.
-IMPLICIT_TLS_PORT = 465
 # Template names come from a database row: never let one walk out of templates/email/.
 _TEMPLATE_NAME = re.compile(r"^[a-z0-9_]+$")
 
@@ -98,7 +97,7 @@ async def send(message: EmailMessage, smtp: SmtpConfig, *, timeout: float = SMTP
 
     :raises aiosmtplib.SMTPException: refused, disconnected, timed out (see worker.jobs.email for which retry)
     """
-    implicit_tls = smtp.port == IMPLICIT_TLS_PORT
+    implicit_tls = smtp.tls
     await aiosmtplib.send(
         message,
         hostname=smtp.host,

@@ -27,6 +27,8 @@ def test_valid_environment():
     assert settings.smtp.port == 587 and settings.log_level == "DEBUG"
     assert settings.public_url == "https://tasks.example.com"
     assert settings.environment == "production" and settings.export_storage == "./var/exports"
+    assert not settings.smtp.tls
+    assert Settings.from_env({**BASE, "SMTP_URL": "smtps://mail.example.com"}).smtp.tls
 
 
 def test_every_problem_is_reported_together():
