@@ -93,3 +93,12 @@ async def test_an_unexpected_error_is_a_500_problem_without_internals(aiohttp_cl
     body = await assert_problem(response, 500)
     assert "hunter2" not in str(body) and "SELECT" not in str(body)
     assert any("trace-me" == getattr(r, "request_id", None) for r in caplog.records)
+
+
+async def test_browsers_get_an_html_error_page_outside_the_api(client):
+    response = await client.get("/no-such-page", headers={"Accept": "text/html,application/xhtml+xml"})
+    assert response.status == 404 and response.content_type == "text/html"
+    text = await response.text()
+    assert "404" in text and response.headers["X-Request-ID"] in text
+    api = await client.get("/api/v1/no-such-thing", headers={"Accept": "text/html"})
+    await assert_problem(api, 404)

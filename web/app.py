@@ -45,7 +45,7 @@ def create_app(settings: Settings) -> web.Application:
                      middlewares.error_middleware],
     )
     app[SETTINGS] = settings
-    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES / "pages"), autoescape=True)
+    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader([TEMPLATES / "pages", TEMPLATES]), autoescape=True)
     app.cleanup_ctx.extend([db_ctx, redis_ctx])
     routes.setup_routes(app)
     return app

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -14,7 +15,7 @@ from shared.errors import AppError
 from shared.logs import request_id_var
 from web import metrics
 from web.keys import REQUEST_ID
-from web.problem import problem_response
+from web.problem import error_page, problem_response, wants_html
 
 logger = logging.getLogger("app.web")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -61,23 +62,23 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error leaves as RFC 9457 problem+json; unknown ones are logged, never shown."""
     request_id = request.get(REQUEST_ID, "-")
+    render = functools.partial(error_page, request) if wants_html(request) else problem_response
     try:
         return await handler(request)
     except AppError as exc:
-        return problem_response(exc.status, slug=exc.slug, title=exc.title, detail=exc.detail,
-                                errors=exc.errors, headers=exc.headers, request_id=request_id)
+        return render(exc.status, slug=exc.slug, title=exc.title, detail=exc.detail, errors=exc.errors,
+                      headers=exc.headers, request_id=request_id)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After", "WWW-Authenticate")}
-        detail = _http_detail(exc)
-        return problem_response(exc.status, detail=detail, headers=headers, request_id=request_id)
+        return render(exc.status, detail=_http_detail(exc), headers=headers, request_id=request_id)
     except asyncio.CancelledError:
         raise
     except Exception:
         logger.exception("unhandled error on %s %s", request.method, request.rel_url.path)
-        return problem_response(500, detail="An unexpected error occurred. Quote the request id when "
-                                "reporting it.", request_id=request_id)
+        return render(500, detail="An unexpected error occurred. Quote the request id when reporting it.",
+                      request_id=request_id)
 
 
 def _http_detail(exc: web.HTTPException) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
+import aiohttp_jinja2
 from aiohttp import web
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -14,6 +15,21 @@ _TITLES = {
     415: "Unsupported Media Type", 422: "Unprocessable Content", 429: "Too Many Requests",
     500: "Internal Server Error", 503: "Service Unavailable",
 }
+
+
+def wants_html(request: web.Request) -> bool:
+    """Browsers on the HTML pages get an error page; API clients (and anything under /api/) a problem."""
+    return not request.path.startswith("/api/") and "text/html" in request.headers.get("Accept", "")
+
+
+def error_page(request: web.Request, status: int, *, detail: str, request_id: str, title: str | None = None,
+               headers: Mapping[str, str] | None = None, **_: Any) -> web.Response:
+    """The HTML twin of problem_response (same arguments; validation details are for API clients)."""
+    context = {"status": status, "title": title or _TITLES.get(status, "Error"), "detail": detail,
+               "request_id": request_id}
+    response = aiohttp_jinja2.render_template("errors/error.html", request, context, status=status)
+    response.headers.update(headers or {})
+    return response
 
 
 def problem_response(status: int, *, detail: str, request_id: str, slug: str | None = None,
