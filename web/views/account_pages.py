@@ -24,11 +24,15 @@ def _token(source: Any) -> str:
     return token if 0 < len(token) <= MAX_TOKEN else ""
 
 
-async def show_verify_email(request: web.Request) -> web.Response:
+def _show_form(template: str, request: web.Request) -> web.Response:
     token = _token(request.query)
     error = None if token else "This link is incomplete. Open the link from the email again."
-    return aiohttp_jinja2.render_template("verify_email.html", request, {"token": token, "error": error},
+    return aiohttp_jinja2.render_template(template, request, {"token": token, "error": error},
                                           status=200 if token else 400)
+
+
+async def show_verify_email(request: web.Request) -> web.Response:
+    return _show_form("verify_email.html", request)
 
 
 async def submit_verify_email(request: web.Request) -> web.Response:
@@ -42,10 +46,7 @@ async def submit_verify_email(request: web.Request) -> web.Response:
 
 
 async def show_reset_password(request: web.Request) -> web.Response:
-    token = _token(request.query)
-    error = None if token else "This link is incomplete. Open the link from the email again."
-    return aiohttp_jinja2.render_template("reset_password.html", request, {"token": token, "error": error},
-                                          status=200 if token else 400)
+    return _show_form("reset_password.html", request)
 
 
 async def submit_reset_password(request: web.Request) -> web.Response:
