@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 
-from shared import accounts
+from shared import accounts, tasks
 from shared.errors import Conflict, NotFound
 from shared.pagination import decode_cursor, page
 
@@ -82,5 +82,6 @@ async def email_counts(conn: asyncpg.Connection) -> dict[str, int]:
 
 
 async def service_stats(conn: asyncpg.Connection) -> dict[str, Any]:
-    """Everything /api/v1/admin/stats shows. Tasks and jobs join as their features land."""
-    return {"users": await user_counts(conn), "emails": await email_counts(conn)}
+    """Everything /api/v1/admin/stats shows."""
+    return {"users": await user_counts(conn), "tasks": await tasks.task_counts_by_status(conn),
+            "emails": await email_counts(conn)}

@@ -113,9 +113,13 @@ async def test_update_unknown_user_is_404(client, admin):
                                             headers=admin.headers), 404)
 
 
-async def test_stats_counts_users(client, admin, make_user):
-    await make_user(active=False)
+async def test_stats_counts_users_and_tasks_by_status(client, admin, make_user):
+    user = await make_user(active=False)
     await make_user(verified=False)
+    for status in ("todo", "todo", "done"):
+        await client.post("/api/v1/tasks", json={"title": "t", "status": status}, headers=admin.headers)
+    await client.post("/api/v1/tasks", json={"title": "t"}, headers=user.headers)  # refused: inactive
     stats = await (await client.get("/api/v1/admin/stats", headers=admin.headers)).json()
     assert stats["users"] == {"total": 3, "active": 2, "admins": 1, "verified": 2}
+    assert stats["tasks"] == {"todo": 2, "in_progress": 0, "done": 1}
     assert set(stats["emails"]) == {"pending", "sending", "sent", "failed"}

@@ -20,6 +20,7 @@ from shared import jobs
 from shared.config import Settings
 from shared.db import Database
 from shared.logs import configure_logging
+from worker.jobs import housekeeping
 from worker.jobs.email import MAX_ATTEMPTS, send_email
 from worker.jobs.outbox import SWEEP_JOB_NAME, sweep_outbox
 
@@ -57,6 +58,7 @@ class WorkerSettings:
     cron_jobs = [
         # Every minute at :00; unique=True: one run per tick however many workers there are.
         cron(sweep_outbox, name=SWEEP_JOB_NAME, second=0, unique=True, timeout=60),
+        *housekeeping.CRON_JOBS,
     ]
     on_startup = startup
     on_shutdown = shutdown
