@@ -1,4 +1,4 @@
-"""Cron housekeeping jobs, run through a real burst worker."""
+"""Cron housekeeping jobs against the real database."""
 from __future__ import annotations
 
 from shared.db import Database

@@ -43,6 +43,6 @@ CREATE INDEX tasks_owner_due_idx ON tasks (owner_id, COALESCE(due_at, 'infinity'
 
 -- `tag=x` is `tags @> ARRAY[x]`.
 CREATE INDEX tasks_owner_tags_idx ON tasks USING gin (owner_id, tags);
--- `q`: every word must occur in title or description. The newline joins the two columns; words
--- never contain whitespace, so a word cannot match across the boundary.
-CREATE INDEX tasks_owner_search_idx ON tasks USING gin (owner_id, (title || E'\n' || description) gin_trgm_ops);
+-- `q`: every word must occur in title or description. A space joins the two columns; words never
+-- contain whitespace, so a word cannot match across the boundary.
+CREATE INDEX tasks_owner_search_idx ON tasks USING gin (owner_id, (title || ' ' || description) gin_trgm_ops);

@@ -1,0 +1,388 @@
+"""The task API: parse with marshmallow, call shared.tasks, send the JSON PostgreSQL already rendered."""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+from marshmallow import Schema, ValidationError, fields, validate, validates
+from redis.exceptions import RedisError
+
+from shared import idempotency, tasks
+from web.auth import AuthContext, authenticate
+from web.keys import DB, REDIS, SETTINGS
+from web.request import load_json, load_query, read_json
+from web.schemas import cursor_field, limit_field
+
+logger = logging.getLogger("app.web.tasks")
+
+JSON_TYPE = "application/json; charset=utf-8"
+CREATE_SCOPE = "POST /api/v1/tasks"
+# After a task write, the caller's task reads go to the primary for this long (read-your-writes while a
+# replica catches up; replication lag is normally well under a second).
+READ_YOUR_WRITES_SECONDS = 5
+_RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d)(?:\.(\d+))?([Zz]|[+-]\d\d:\d\d)?$")
+
+
+class Text(fields.String):
+    """A string PostgreSQL can store (no NUL, no lone surrogates), optionally trimmed before validation."""
+
+    def __init__(self, *, trim: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.trim = trim
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in text or not _encodable(text):
+            raise ValidationError("Must be valid text without NUL characters.")
+        return text.strip() if self.trim else text
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class Rfc3339DateTime(fields.DateTime):
+    """RFC 3339 with a mandatory offset, normalised to UTC. Naive times are refused, not guessed."""
+
+    def __init__(self, *, query: bool = False, whole_seconds: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.query, self.whole_seconds = query, whole_seconds
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        if self.query and isinstance(value, str):  # an unencoded '+' in a query string arrives as a space
+            value = re.sub(r" (\d\d:\d\d)$", r"+\1", value)
+        match = _RFC3339.match(value) if isinstance(value, str) else None
+        if match is None:
+            raise ValidationError("Not a valid RFC 3339 date-time, e.g. 2026-11-22T18:30:00Z.")
+        base, fraction, offset = match.groups()
+        if offset is None:
+            raise ValidationError("A UTC offset is required, e.g. 2026-11-22T18:30:00Z or +01:00.")
+        offset = "+00:00" if offset in "Zz" else offset
+        try:
+            moment = datetime.fromisoformat(f"{base.upper()}.{(fraction or '')[:6]:0<6}{offset}")
+            moment = moment.astimezone(timezone.utc)
+        except (ValueError, OverflowError):
+            raise ValidationError("Not a valid RFC 3339 date-time, e.g. 2026-11-22T18:30:00Z.") from None
+        return moment.replace(microsecond=0) if self.whole_seconds else moment
+
+
+def _unique(values: list[str]) -> None:
+    if len(set(values)) != len(values):
+        raise ValidationError("Tags must be unique.")
+
+
+def _tags(**kwargs: Any) -> fields.List:
+    return fields.List(Text(trim=True, validate=validate.Length(1, 50)),
+                       validate=[validate.Length(max=20), _unique], **kwargs)
+
+
+TITLE, DESCRIPTION = validate.Length(1, 200), validate.Length(max=10000)
+STATUS, PRIORITY = validate.OneOf(tasks.STATUSES), validate.OneOf(tasks.PRIORITIES)
+
+
+class TaskCreateSchema(Schema):
+    title = Text(required=True, trim=True, validate=TITLE)
+    description = Text(load_default="", validate=DESCRIPTION)
+    status = fields.String(load_default="todo", validate=STATUS)
+    priority = fields.String(load_default="medium", validate=PRIORITY)
+    # Stored in whole seconds, the precision the API prints: what a client reads back is what it sent.
+    due_at = Rfc3339DateTime(allow_none=True, load_default=None, whole_seconds=True)
+    tags = _tags(load_default=list)
+
+
+class TaskUpdateSchema(Schema):
+    """Only the fields sent change; no defaults (loaded with partial=True as well, to be sure)."""
+
+    title = Text(trim=True, validate=TITLE)
+    description = Text(validate=DESCRIPTION)
+    status = fields.String(validate=STATUS)
+    priority = fields.String(validate=PRIORITY)
+    due_at = Rfc3339DateTime(allow_none=True, whole_seconds=True)
+    tags = _tags()
+
+
+class TaskOutSchema(Schema):
+    """Documents shared.tasks.TASK_JSON, which renders the task (a test keeps the two in step)."""
+
+    id = fields.Integer(required=True)
+    owner_id = fields.Integer(required=True)
+    title = fields.String(required=True)
+    description = fields.String(required=True)
+    status = fields.String(required=True, validate=STATUS)
+    priority = fields.String(required=True, validate=PRIORITY)
+    due_at = fields.DateTime(required=True, allow_none=True)
+    tags = fields.List(fields.String(), required=True)
+    created_at = fields.DateTime(required=True)
+    updated_at = fields.DateTime(required=True)
+    completed_at = fields.DateTime(required=True, allow_none=True)
+
+
+class TaskPageSchema(Schema):
+    items = fields.List(fields.Nested(TaskOutSchema), required=True)
+    next_cursor = fields.String(required=True, allow_none=True)
+
+
+class TaskStatsSchema(Schema):
+    by_status = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    by_priority = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+    overdue = fields.Integer(required=True)
+    completed_last_7_days = fields.Integer(required=True)
+
+
+class TaskOwnerQuerySchema(Schema):
+    owner_id = fields.Integer(validate=validate.Range(1, tasks.MAX_ID),
+                              metadata={"description": "Admins only (or your own id)"})
+
+
+class TaskFilterSchema(Schema):
+    """The list filters; export requests take the same names."""
+
+    status = fields.List(fields.String(validate=STATUS))
+    priority = fields.List(fields.String(validate=PRIORITY))
+    tag = Text(validate=validate.Length(1, 50))
+    q = Text(validate=validate.Length(max=200),
+             metadata={"description": "Words that must all occur in title or description (case-insensitive)"})
+    due_before = Rfc3339DateTime(query=True)
+    due_after = Rfc3339DateTime(query=True)
+    overdue = fields.Boolean()
+
+    @validates("q")
+    def _few_words(self, value: str, **kwargs: Any) -> None:
+        if len(value.split()) > tasks.MAX_SEARCH_WORDS:
+            raise ValidationError(f"At most {tasks.MAX_SEARCH_WORDS} words.")
+
+
+class TaskListQuerySchema(TaskFilterSchema, TaskOwnerQuerySchema):
+    sort = fields.String(load_default="-created_at", validate=validate.OneOf(tasks.SORTS))
+    limit = limit_field()
+    cursor = cursor_field()
+
+
+# Built once: a marshmallow schema costs ~0.1 ms to instantiate (it deep-copies its fields), and loading
+# keeps no state on the instance, so one of each serves every request.
+CREATE_SCHEMA, UPDATE_SCHEMA = TaskCreateSchema(), TaskUpdateSchema(partial=True)
+LIST_QUERY_SCHEMA, OWNER_QUERY_SCHEMA = TaskListQuerySchema(), TaskOwnerQuerySchema()
+
+
+def _json(status: int, body: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, text=body, headers={"Content-Type": JSON_TYPE, **(headers or {})})
+
+
+def _task_response(task: asyncpg.Record, status: int = 200, **headers: str) -> web.Response:
+    return _json(status, task["body"], {"ETag": tasks.etag(task), **headers})
+
+
+def _task_id(request: web.Request) -> int:
+    return int(request.match_info["id"])
+
+
+async def _reader(request: web.Request, auth: AuthContext) -> asyncpg.Pool:
+    """A replica, unless the caller changed a task moments ago (or we cannot tell: Redis down)."""
+    db = request.app[DB]
+    if not db.replicas:
+        return db.write
+    try:
+        recent = await request.app[REDIS].exists(f"tasks:rw:{auth.user_id}")
+    except RedisError:
+        return db.write
+    return db.write if recent else db.read()
+
+
+async def _wrote(request: web.Request, auth: AuthContext) -> None:
+    if request.app[DB].replicas:
+        try:
+            await request.app[REDIS].set(f"tasks:rw:{auth.user_id}", b"1", ex=READ_YOUR_WRITES_SECONDS)
+        except RedisError:
+            logger.warning("could not record a task write; the next reads may lag", exc_info=True)
+
+
+async def create_task(request: web.Request) -> web.Response:
+    """Create a task.
+    ---
+    summary: Create a task
+    description: With an Idempotency-Key, a retry with the same body within 24 h replays the first response.
+    tags: [tasks]
+    security: [{bearerAuth: []}]
+    parameters:
+      - {in: header, name: Idempotency-Key, schema: {type: string, maxLength: 255}}
+    requestBody: {required: true, content: {application/json: {schema: TaskCreateSchema}}}
+    responses:
+      201:
+        description: The task
+        headers: {Location: {schema: {type: string}}, ETag: {schema: {type: string}}}
+        content: {application/json: {schema: TaskOutSchema}}
+      400: {$ref: '#/components/responses/Problem400'}
+      401: {$ref: '#/components/responses/Problem401'}
+      409: {$ref: '#/components/responses/Problem409'}
+      413: {$ref: '#/components/responses/Problem413'}
+      415: {$ref: '#/components/responses/Problem415'}
+      422: {$ref: '#/components/responses/Problem422'}
+      429: {$ref: '#/components/responses/Problem429'}
+    """
+    auth = await authenticate(request)
+    data = await load_json(request, CREATE_SCHEMA)
+    key = idempotency.parse_key(request.headers.get("Idempotency-Key"))
+
+    async def create(conn: asyncpg.Connection) -> idempotency.StoredResponse:
+        task = await tasks.create_task(conn, owner_id=auth.user_id, data=data)
+        location = str(request.app.router["task-detail"].url_for(id=str(task["id"])))
+        return idempotency.StoredResponse(201, {"Content-Type": JSON_TYPE, "Location": location,
+                                                "ETag": tasks.etag(task)}, task["body"])
+
+    body = await read_json(request) if key else None
+    async with request.app[DB].write.acquire() as conn:
+        stored = await idempotency.run_once(conn, user_id=auth.user_id, scope=CREATE_SCOPE, key=key,
+                                            request_body=body, action=create)
+    await _wrote(request, auth)
+    return web.Response(status=stored.status, text=stored.body, headers=stored.response_headers())
+
+
+async def list_tasks(request: web.Request) -> web.Response:
+    """List tasks, one keyset page at a time.
+    ---
+    summary: List tasks
+    tags: [tasks]
+    security: [{bearerAuth: []}]
+    parameters: [{in: query, schema: TaskListQuerySchema}]
+    responses:
+      200: {description: A page of tasks, content: {application/json: {schema: TaskPageSchema}}}
+      401: {$ref: '#/components/responses/Problem401'}
+      403: {$ref: '#/components/responses/Problem403'}
+      422: {$ref: '#/components/responses/Problem422'}
+      429: {$ref: '#/components/responses/Problem429'}
+    """
+    auth = await authenticate(request)
+    query = load_query(request, LIST_QUERY_SCHEMA)
+    owner_id = tasks.resolve_owner(user_id=auth.user_id, is_admin=auth.is_admin, requested=query.get("owner_id"))
+    async with (await _reader(request, auth)).acquire() as conn:
+        items, cursor = await tasks.list_tasks(conn, owner_id=owner_id, filters=tasks.TaskFilters.from_mapping(query),
+                                               sort=query["sort"], limit=query["limit"], cursor=query.get("cursor"),
+                                               secret=request.app[SETTINGS].secret_key)
+    return _json(200, '{"items":[' + ",".join(items) + '],"next_cursor":' + json.dumps(cursor) + "}")
+
+
+async def task_stats(request: web.Request) -> web.Response:
+    """Count the caller's tasks.
+    ---
+    summary: Task statistics
+    tags: [tasks]
+    security: [{bearerAuth: []}]
+    parameters: [{in: query, schema: TaskOwnerQuerySchema}]
+    responses:
+      200: {description: Counts, content: {application/json: {schema: TaskStatsSchema}}}
+      401: {$ref: '#/components/responses/Problem401'}
+      403: {$ref: '#/components/responses/Problem403'}
+      422: {$ref: '#/components/responses/Problem422'}
+      429: {$ref: '#/components/responses/Problem429'}
+    """
+    auth = await authenticate(request)
+    query = load_query(request, OWNER_QUERY_SCHEMA)
+    owner_id = tasks.resolve_owner(user_id=auth.user_id, is_admin=auth.is_admin, requested=query.get("owner_id"))
+    async with (await _reader(request, auth)).acquire() as conn:
+        stats = await tasks.task_stats(conn, owner_id=owner_id)
+    return _json(200, json.dumps(stats, separators=(",", ":")))
+
+
+async def get_task(request: web.Request) -> web.Response:
+    """Get one task.
+    ---
+    summary: Get a task
+    tags: [tasks]
+    security: [{bearerAuth: []}]
+    parameters:
+      - {in: path, name: id, required: true, schema: {type: integer}}
+      - {in: header, name: If-None-Match, schema: {type: string}}
+    responses:
+      200:
+        description: The task
+        headers: {ETag: {schema: {type: string}}}
+        content: {application/json: {schema: TaskOutSchema}}
+      304: {description: Not modified (the If-None-Match ETag is current)}
+      401: {$ref: '#/components/responses/Problem401'}
+      404: {$ref: '#/components/responses/Problem404'}
+      429: {$ref: '#/components/responses/Problem429'}
+    """
+    auth = await authenticate(request)
+    async with (await _reader(request, auth)).acquire() as conn:
+        task = await tasks.get_task_for_user(conn, task_id=_task_id(request), user_id=auth.user_id,
+                                             is_admin=auth.is_admin)
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match is not None and tasks.etag_matches(if_none_match, tasks.etag(task), weak=True):
+        return web.Response(status=304, headers={"ETag": tasks.etag(task)})
+    return _task_response(task)
+
+
+async def update_task(request: web.Request) -> web.Response:
+    """Change some fields of a task.
+    ---
+    summary: Update a task
+    tags: [tasks]
+    security: [{bearerAuth: []}]
+    parameters:
+      - {in: path, name: id, required: true, schema: {type: integer}}
+      - {in: header, name: If-Match, schema: {type: string}, description: 'Update only if the ETag still matches'}
+    requestBody: {required: true, content: {application/json: {schema: TaskUpdateSchema}}}
+    responses:
+      200:
+        description: The updated task
+        headers: {ETag: {schema: {type: string}}}
+        content: {application/json: {schema: TaskOutSchema}}
+      400: {$ref: '#/components/responses/Problem400'}
+      401: {$ref: '#/components/responses/Problem401'}
+      404: {$ref: '#/components/responses/Problem404'}
+      412: {$ref: '#/components/responses/Problem412'}
+      413: {$ref: '#/components/responses/Problem413'}
+      415: {$ref: '#/components/responses/Problem415'}
+      422: {$ref: '#/components/responses/Problem422'}
+      429: {$ref: '#/components/responses/Problem429'}
+    """
+    auth = await authenticate(request)
+    changes = await load_json(request, UPDATE_SCHEMA)
+    async with request.app[DB].write.acquire() as conn:
+        task = await tasks.update_task(conn, task_id=_task_id(request), user_id=auth.user_id, is_admin=auth.is_admin,
+                                       changes=changes, if_match=request.headers.get("If-Match"))
+    await _wrote(request, auth)
+    return _task_response(task)
+
+
+async def delete_task(request: web.Request) -> web.Response:
+    """Delete a task.
+    ---
+    summary: Delete a task
+    tags: [tasks]
+    security: [{bearerAuth: []}]
+    parameters:
+      - {in: path, name: id, required: true, schema: {type: integer}}
+      - {in: header, name: If-Match, schema: {type: string}, description: 'Delete only if the ETag still matches'}
+    responses:
+      204: {description: Deleted}
+      401: {$ref: '#/components/responses/Problem401'}
+      404: {$ref: '#/components/responses/Problem404'}
+      412: {$ref: '#/components/responses/Problem412'}
+      429: {$ref: '#/components/responses/Problem429'}
+    """
+    auth = await authenticate(request)
+    async with request.app[DB].write.acquire() as conn:
+        await tasks.delete_task(conn, task_id=_task_id(request), user_id=auth.user_id, is_admin=auth.is_admin,
+                                if_match=request.headers.get("If-Match"))
+    await _wrote(request, auth)
+    return web.Response(status=204)
+
+
+def setup_routes(app: web.Application) -> None:
+    # One name per route: the OpenAPI document uses them as operationIds, which must be unique.
+    app.router.add_post("/api/v1/tasks", create_task, name="tasks-create")
+    app.router.add_get("/api/v1/tasks", list_tasks, name="tasks-list")
+    app.router.add_get("/api/v1/tasks/stats", task_stats, name="task-stats")
+    app.router.add_get(r"/api/v1/tasks/{id:\d+}", get_task, name="task-detail")
+    app.router.add_patch(r"/api/v1/tasks/{id:\d+}", update_task, name="task-update")
+    app.router.add_delete(r"/api/v1/tasks/{id:\d+}", delete_task, name="task-delete")
