@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 
 import pytest
@@ -102,3 +103,29 @@ async def test_browsers_get_an_html_error_page_outside_the_api(client):
     assert "404" in text and response.headers["X-Request-ID"] in text
     api = await client.get("/api/v1/no-such-thing", headers={"Accept": "text/html"})
     await assert_problem(api, 404)
+
+
+@pytest.mark.parametrize("path, body, field", [
+    (REGISTER, {"email": "a@example.com", "password": "long enough", "name": "nul\u0000byte"}, "name"),
+    (REGISTER, {"email": "a@example.com", "password": "lone \ud800 surrogate"}, "password"),
+    (REGISTER, {"email": "a@example.com", "password": "nul\u0000 in password"}, "password"),
+    (REGISTER, {"email": "a\u0000@example.com", "password": "long enough"}, "email"),
+    ("/api/v1/auth/login", {"email": "a@example.com", "password": "\udfff"}, "password"),
+    ("/api/v1/auth/refresh", {"refresh_token": "\ud800"}, "refresh_token"),
+    ("/api/v1/auth/verify-email", {"token": "abc\u0000"}, "token"),
+    ("/api/v1/auth/password-reset/confirm", {"token": "\ud800", "password": "long enough"}, "token"),
+])
+async def test_text_postgres_cannot_store_is_422_not_500(client, path, body, field):
+    raw = json.dumps(body).encode()  # json.dumps escapes lone surrogates as \\ud800, as a client would
+    response = await client.post(path, data=raw, headers={"Content-Type": "application/json"})
+    await assert_problem(response, 422, field)
+
+
+async def test_admin_query_text_postgres_cannot_store_is_422(client, make_user):
+    admin = await make_user(role="admin")
+    for query in ("q=a%00b", "cursor=%ff", "cursor=a%00.b"):
+        response = await client.get(f"/api/v1/admin/users?{query}", headers=admin.headers)
+        await assert_problem(response, 422)
+    # Invalid UTF-8 in a query string is decoded with replacement characters: a search, not an error.
+    response = await client.get("/api/v1/admin/users?q=%ed%a0%80", headers=admin.headers)
+    assert response.status == 200

@@ -9,6 +9,28 @@ from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from shared.security import BCRYPT_MAX_BYTES, PASSWORD_MAX, PASSWORD_MIN
 
 
+class Text(fields.String):
+    """A string PostgreSQL can store (no NUL, no lone surrogates), optionally trimmed before validation."""
+
+    def __init__(self, *, trim: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.trim = trim
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in text or not _encodable(text):
+            raise ValidationError("Must be valid text without NUL characters.")
+        return text.strip() if self.trim else text
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def validate_password(value: str) -> None:
     """A password we would store: 8..128 characters and, for bcrypt, at most 72 bytes."""
     if not PASSWORD_MIN <= len(value) <= PASSWORD_MAX:
@@ -17,7 +39,7 @@ def validate_password(value: str) -> None:
 
 
 def validate_password_bytes(value: str) -> None:
-    if len(value.encode()) > BCRYPT_MAX_BYTES:
+    if len(value.encode("utf-8", "surrogatepass")) > BCRYPT_MAX_BYTES:
         raise ValidationError(f"Must be at most {BCRYPT_MAX_BYTES} bytes in UTF-8.")
 
 
@@ -44,7 +66,7 @@ class EmailField(fields.Email):
         return str(super()._deserialize(value, attr, data, **kwargs)).lower()
 
 
-class PasswordField(fields.String):
+class PasswordField(Text):
     """A new password. ``existing=True`` accepts any length (a wrong guess is a 401, not a 422)."""
 
     def __init__(self, existing: bool = False, **kwargs: Any) -> None:
@@ -89,4 +111,4 @@ def limit_field() -> fields.Integer:
 
 
 def cursor_field() -> fields.String:
-    return fields.String(load_default=None, validate=validate.Length(max=1000))
+    return Text(load_default=None, validate=validate.Length(max=1000))

@@ -9,21 +9,21 @@ from shared.errors import NotFound
 from web.auth import require_admin
 from web.keys import DB, SETTINGS
 from web.request import json_response, load_json, load_query
-from web.schemas import cursor_field, limit_field
+from web.schemas import Text, cursor_field, limit_field
 
 ROLES = validate.OneOf(["user", "admin"])
 
 
 class AdminUserQuerySchema(Schema):
-    q = fields.String(load_default=None, validate=validate.Length(min=1, max=200))
-    role = fields.String(load_default=None, validate=ROLES)
+    q = Text(load_default=None, validate=validate.Length(min=1, max=200))
+    role = Text(load_default=None, validate=ROLES)
     is_active = fields.Boolean(load_default=None)
     limit = limit_field()
     cursor = cursor_field()
 
 
 class AdminUserUpdateSchema(Schema):
-    role = fields.String(validate=ROLES)
+    role = Text(validate=ROLES)
     is_active = fields.Boolean()
 
 

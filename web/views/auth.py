@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 from aiohttp import web
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, validate
 
 from shared import accounts
 from web.auth import authenticate, deny
 from web.keys import ARQ, DB, SETTINGS
 from web.request import json_response, load_json
-from web.schemas import EmailField, PasswordField, TrimmedSchema
+from web.schemas import EmailField, PasswordField, Text, TrimmedSchema
 
 TOKEN = validate.Length(min=1, max=200)
 
@@ -19,7 +19,7 @@ class RegisterSchema(TrimmedSchema):
 
     email = EmailField(required=True)
     password = PasswordField(required=True)
-    name = fields.String(load_default="", validate=validate.Length(max=100))
+    name = Text(load_default="", validate=validate.Length(max=100))
 
 
 class LoginSchema(TrimmedSchema):
@@ -31,15 +31,15 @@ class LoginSchema(TrimmedSchema):
 
 
 class RefreshSchema(Schema):
-    refresh_token = fields.String(required=True, validate=TOKEN)
+    refresh_token = Text(required=True, validate=TOKEN)
 
 
 class LogoutSchema(Schema):
-    refresh_token = fields.String(load_default=None, validate=TOKEN)
+    refresh_token = Text(load_default=None, validate=TOKEN)
 
 
 class VerifyEmailSchema(Schema):
-    token = fields.String(required=True, validate=TOKEN)
+    token = Text(required=True, validate=TOKEN)
 
 
 class PasswordResetSchema(TrimmedSchema):
@@ -50,7 +50,7 @@ class PasswordResetSchema(TrimmedSchema):
 
 
 class PasswordResetConfirmSchema(Schema):
-    token = fields.String(required=True, validate=TOKEN)
+    token = Text(required=True, validate=TOKEN)
     password = PasswordField(required=True)
 
 

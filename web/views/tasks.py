@@ -16,7 +16,7 @@ from shared import idempotency, tasks
 from web.auth import AuthContext, authenticate
 from web.keys import DB, REDIS, SETTINGS
 from web.request import load_json, load_query, read_json
-from web.schemas import cursor_field, limit_field
+from web.schemas import Text, cursor_field, limit_field
 
 logger = logging.getLogger("app.web.tasks")
 
@@ -26,28 +26,6 @@ CREATE_SCOPE = "POST /api/v1/tasks"
 # replica catches up; replication lag is normally well under a second).
 READ_YOUR_WRITES_SECONDS = 5
 _RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d)(?:\.(\d+))?([Zz]|[+-]\d\d:\d\d)?$")
-
-
-class Text(fields.String):
-    """A string PostgreSQL can store (no NUL, no lone surrogates), optionally trimmed before validation."""
-
-    def __init__(self, *, trim: bool = False, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.trim = trim
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        text = super()._deserialize(value, attr, data, **kwargs)
-        if "\x00" in text or not _encodable(text):
-            raise ValidationError("Must be valid text without NUL characters.")
-        return text.strip() if self.trim else text
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class Rfc3339DateTime(fields.DateTime):

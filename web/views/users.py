@@ -4,20 +4,20 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from marshmallow import ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, validate, validates_schema
 
 from shared import accounts
 from web.auth import authenticate
 from web.keys import DB, SETTINGS
 from web.request import json_response, load_json
-from web.schemas import PasswordField, TrimmedSchema
+from web.schemas import PasswordField, Text, TrimmedSchema
 
 
 class UserUpdateSchema(TrimmedSchema):
     class Meta:
         trim = ("name",)
 
-    name = fields.String(validate=validate.Length(max=100))
+    name = Text(validate=validate.Length(max=100))
     password = PasswordField()
     current_password = PasswordField(existing=True)
 
