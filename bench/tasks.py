@@ -121,7 +121,11 @@ async def prepare(url: str, count: int) -> tuple[str, int]:
 
 
 def scenarios(token: str, task_id: int) -> list[tuple[str, str, str, dict[str, Any] | None]]:
-    return [("GET /api/v1/tasks?limit=20", "GET", f"{API}?limit=20", None),
+    # Two baselines measured in the same run, so ratios survive a noisy machine: /health is the
+    # framework floor (no auth, no I/O), /users/me the authentication floor (JWT, denylist, session row).
+    return [("baseline GET /health", "GET", "/health", None),
+            ("baseline GET /api/v1/users/me", "GET", "/api/v1/users/me", None),
+            ("GET /api/v1/tasks?limit=20", "GET", f"{API}?limit=20", None),
             ("GET /api/v1/tasks?limit=100", "GET", f"{API}?limit=100", None),
             ("GET /api/v1/tasks/{id}", "GET", f"{API}/{task_id}", None),
             ("POST /api/v1/tasks", "POST", API, TASK_BODY)]  # last: it grows the table
@@ -180,7 +184,8 @@ def measure(url: str, args: argparse.Namespace) -> None:
     tool = args.tool or ("wrk" if shutil.which("wrk") else "python")
     print(f"# {args.tasks} tasks seeded; load: {tool}, {args.connections} connections, {args.duration} s each "
           f"(after {args.warmup} s warm-up), {os.cpu_count()} CPUs\n")
-    print(f"{'endpoint':32} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(f"{'endpoint':32} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'÷health':>8} {'÷me':>6}")
+    baselines: dict[str, float] = {}
     for name, method, path, body in scenarios(token, task_id):
         for seconds in (args.warmup, args.duration):  # the first pass warms caches, pools and statement cache
             if seconds <= 0:
@@ -189,8 +194,11 @@ def measure(url: str, args: argparse.Namespace) -> None:
                 result = run_wrk(url, token, method, path, body, seconds, args.connections)
             else:
                 result = asyncio.run(run_python(url, token, method, path, body, seconds, args.connections))
+        if name.startswith("baseline"):
+            baselines[name.split()[-1]] = result["rps"]
+        ratios = [result["rps"] / baselines[key] for key in ("/health", "/api/v1/users/me") if key in baselines]
         print(f"{name:32} {result['rps']:9.0f} {result['p50']:8.2f} {result['p99']:8.2f} {result['errors']:7d} "
-              f"{result['note']}")
+              + "".join(f" {ratio:8.2f}" for ratio in ratios) + f" {result['note']}")
 
 
 async def explain(dsn: str) -> None:
