@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 
-from shared import accounts, tasks
+from shared import accounts, exports, tasks
 from shared.errors import Conflict, NotFound
 from shared.pagination import decode_cursor, page
 
@@ -84,4 +84,4 @@ async def email_counts(conn: asyncpg.Connection) -> dict[str, int]:
 async def service_stats(conn: asyncpg.Connection) -> dict[str, Any]:
     """Everything /api/v1/admin/stats shows."""
     return {"users": await user_counts(conn), "tasks": await tasks.task_counts_by_status(conn),
-            "emails": await email_counts(conn)}
+            "jobs": await exports.job_counts_by_status(conn), "emails": await email_counts(conn)}

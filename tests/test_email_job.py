@@ -46,8 +46,9 @@ def bodies(message: Any) -> tuple[str, str]:
     return text, html
 
 
-async def test_queued_mail_is_sent_once_by_a_burst_worker(stack: Any, settings: Settings, db: asyncpg.Connection,
-                                                          database: Database, arq_redis: ArqRedis) -> None:
+async def test_queued_mail_is_sent_once_by_a_burst_worker(
+        stack: Any, settings: Settings, db: asyncpg.Connection, database: Database, arq_redis: ArqRedis
+) -> None:
     outbox_id = await queue_mail(database)
     await dispatch(arq_redis, [outbox_id])
 
@@ -66,8 +67,9 @@ async def test_queued_mail_is_sent_once_by_a_burst_worker(stack: Any, settings: 
     assert row["sent_at"] is not None
 
 
-async def test_password_reset_renders_its_context_and_escapes_html(stack: Any, settings: Settings,
-                                                                    database: Database) -> None:
+async def test_password_reset_renders_its_context_and_escapes_html(
+        stack: Any, settings: Settings, database: Database
+) -> None:
     link = "http://taskdeck.test/reset-password?token=r1&x=1"
     outbox_id = await queue_mail(database, template="password_reset", context={
         "name": "<b>Bob</b>", "link": link, "token": "r1", "expires_hours": 2})
@@ -82,8 +84,9 @@ async def test_password_reset_renders_its_context_and_escapes_html(stack: Any, s
     assert 'href="http://taskdeck.test/reset-password?token=r1&amp;x=1"' in html
 
 
-async def test_duplicate_jobs_send_exactly_one_mail(stack: Any, settings: Settings, db: asyncpg.Connection,
-                                                    database: Database, arq_redis: ArqRedis) -> None:
+async def test_duplicate_jobs_send_exactly_one_mail(
+        stack: Any, settings: Settings, db: asyncpg.Connection, database: Database, arq_redis: ArqRedis
+) -> None:
     outbox_id = await queue_mail(database)
     await dispatch(arq_redis, [outbox_id, outbox_id])  # same job id: arq keeps one
     await arq_redis.enqueue_job(jobs.SEND_EMAIL, outbox_id, _job_id=f"email:{outbox_id}:0")  # a distinct job
@@ -115,8 +118,9 @@ async def test_concurrent_jobs_send_once(stack: Any, settings: Settings, databas
     assert len(stack.smtp.messages()) == 1
 
 
-async def test_smtp_down_retries_with_backoff_then_sends_once(stack: Any, settings: Settings,
-                                                               db: asyncpg.Connection, database: Database) -> None:
+async def test_smtp_down_retries_with_backoff_then_sends_once(
+        stack: Any, settings: Settings, db: asyncpg.Connection, database: Database
+) -> None:
     outbox_id = await queue_mail(database)
 
     with pytest.raises(Retry) as retry:
@@ -135,8 +139,9 @@ async def test_smtp_down_retries_with_backoff_then_sends_once(stack: Any, settin
     assert (row["status"], row["attempts"], row["last_error"]) == ("sent", 2, None)
 
 
-async def test_transient_failures_give_up_after_max_attempts(settings: Settings, db: asyncpg.Connection,
-                                                             database: Database) -> None:
+async def test_transient_failures_give_up_after_max_attempts(
+        settings: Settings, db: asyncpg.Connection, database: Database
+) -> None:
     outbox_id = await queue_mail(database)
     await db.execute("UPDATE email_outbox SET attempts = $2 WHERE id = $1", outbox_id, MAX_ATTEMPTS - 1)
 
@@ -149,8 +154,9 @@ async def test_transient_failures_give_up_after_max_attempts(settings: Settings,
 
 @pytest.mark.parametrize(("reply", "transient"), [("550 5.1.1 No such user here", False),
                                                   ("450 4.2.1 Mailbox busy, try later", True)])
-async def test_recipient_refusal_5xx_fails_4xx_retries(settings: Settings, db: asyncpg.Connection,
-                                                       database: Database, reply: str, transient: bool) -> None:
+async def test_recipient_refusal_5xx_fails_4xx_retries(
+        settings: Settings, db: asyncpg.Connection, database: Database, reply: str, transient: bool
+) -> None:
     outbox_id = await queue_mail(database)
 
     with refusing_smtp(reply) as smtp:
@@ -171,9 +177,10 @@ async def test_recipient_refusal_5xx_fails_4xx_retries(settings: Settings, db: a
     ("../errors/404", {}, "TemplateNotFound"),
     ("verify_email", {"name": "Ada"}, "UndefinedError"),  # no link: never send "open this link: "
 ])
-async def test_bad_template_or_context_fails_permanently(stack: Any, settings: Settings, db: asyncpg.Connection,
-                                                         database: Database, template: str,
-                                                         context: dict[str, str], error: str) -> None:
+async def test_bad_template_or_context_fails_permanently(
+        stack: Any, settings: Settings, db: asyncpg.Connection, database: Database, template: str,
+        context: dict[str, str], error: str,
+) -> None:
     outbox_id = await queue_mail(database, template=template, context=context)
 
     assert await send_email(job_ctx(settings, database), outbox_id) == "failed"
@@ -184,8 +191,9 @@ async def test_bad_template_or_context_fails_permanently(stack: Any, settings: S
     assert await send_email(job_ctx(settings, database), outbox_id) == "skipped"
 
 
-async def test_unknown_outbox_id_is_a_no_op(stack: Any, settings: Settings, database: Database,
-                                            arq_redis: ArqRedis) -> None:
+async def test_unknown_outbox_id_is_a_no_op(
+        stack: Any, settings: Settings, database: Database, arq_redis: ArqRedis
+) -> None:
     assert await send_email(job_ctx(settings, database), 424242) == "skipped"
     await dispatch(arq_redis, [424243])
 
@@ -195,8 +203,9 @@ async def test_unknown_outbox_id_is_a_no_op(stack: Any, settings: Settings, data
     assert stack.smtp.messages() == []
 
 
-async def test_a_claim_is_taken_over_only_after_the_lease(stack: Any, settings: Settings,
-                                                          db: asyncpg.Connection, database: Database) -> None:
+async def test_a_claim_is_taken_over_only_after_the_lease(
+        stack: Any, settings: Settings, db: asyncpg.Connection, database: Database
+) -> None:
     outbox_id = await queue_mail(database)
     ctx = job_ctx(settings, database)
     claim = "UPDATE email_outbox SET status = 'sending', attempts = 1, claimed_at = now() - $2::interval WHERE id = $1"
@@ -211,8 +220,9 @@ async def test_a_claim_is_taken_over_only_after_the_lease(stack: Any, settings: 
     assert (await outbox_row(db, outbox_id))["attempts"] == 2
 
 
-async def test_no_smtp_configured_leaves_the_row_pending(stack: Any, settings: Settings, db: asyncpg.Connection,
-                                                         database: Database, arq_redis: ArqRedis) -> None:
+async def test_no_smtp_configured_leaves_the_row_pending(
+        stack: Any, settings: Settings, db: asyncpg.Connection, database: Database, arq_redis: ArqRedis
+) -> None:
     outbox_id = await queue_mail(database)
     await db.execute("UPDATE email_outbox SET created_at = now() - interval '5 minutes' WHERE id = $1", outbox_id)
     no_smtp = settings.with_(smtp=None)
@@ -225,9 +235,9 @@ async def test_no_smtp_configured_leaves_the_row_pending(stack: Any, settings: S
     assert await arq_redis.zcard("arq:queue") == 0
 
 
-async def test_sweeper_reenqueues_stuck_rows_and_each_is_sent_once(stack: Any, settings: Settings,
-                                                                    db: asyncpg.Connection, database: Database,
-                                                                    arq_redis: ArqRedis) -> None:
+async def test_sweeper_reenqueues_stuck_rows_and_each_is_sent_once(
+        stack: Any, settings: Settings, db: asyncpg.Connection, database: Database, arq_redis: ArqRedis
+) -> None:
     lost = await queue_mail(database, to="lost@example.com")  # Redis was down at enqueue time
     died = await queue_mail(database, to="died@example.com")  # its worker died holding the claim
     fresh = await queue_mail(database, to="fresh@example.com")  # its first job is still on its way
@@ -249,8 +259,9 @@ async def test_sweeper_reenqueues_stuck_rows_and_each_is_sent_once(stack: Any, s
     assert statuses == {lost: "sent", died: "sent", fresh: "pending", backing_off: "pending"}
 
 
-async def test_job_logs_carry_the_request_id_of_the_outbox_row(settings: Settings, database: Database,
-                                                               caplog: pytest.LogCaptureFixture) -> None:
+async def test_job_logs_carry_the_request_id_of_the_outbox_row(
+        settings: Settings, database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
     token = request_id_var.set("req-abc123")
     try:
         outbox_id = await queue_mail(database)

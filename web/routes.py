@@ -4,10 +4,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from web import openapi
-from web.views import account_pages, admin, auth, ops, tasks, users
+from web.views import account_pages, admin, auth, exports, ops, reports, tasks, users
 
 
 def setup_routes(app: web.Application) -> None:
-    for module in (ops, auth, users, admin, tasks, account_pages):
+    for module in (ops, auth, users, admin, tasks, exports, reports, account_pages):
         module.setup_routes(app)
     openapi.setup_routes(app)

@@ -20,7 +20,9 @@ from shared import jobs
 from shared.config import Settings
 from shared.db import Database
 from shared.logs import configure_logging
-from worker.jobs import housekeeping
+from worker.jobs import cleanup, housekeeping, reminders
+from worker.jobs import exports as export_jobs
+from worker.jobs import reports as report_jobs
 from worker.jobs.email import MAX_ATTEMPTS, send_email
 from worker.jobs.outbox import SWEEP_JOB_NAME, sweep_outbox
 
@@ -54,11 +56,15 @@ class WorkerSettings:
         # Retries are decided by the outbox row's `attempts` (BACKOFF / MAX_ATTEMPTS), not by arq's counter,
         # so arq's limit only needs to be out of the way.
         func(send_email, name=jobs.SEND_EMAIL, timeout=EMAIL_JOB_TIMEOUT, max_tries=MAX_ATTEMPTS + 1),
+        *export_jobs.FUNCTIONS,
+        *report_jobs.FUNCTIONS,
     ]
     cron_jobs = [
         # Every minute at :00; unique=True: one run per tick however many workers there are.
         cron(sweep_outbox, name=SWEEP_JOB_NAME, second=0, unique=True, timeout=60),
         *housekeeping.CRON_JOBS,
+        *cleanup.CRON_JOBS,
+        *reminders.CRON_JOBS,
     ]
     on_startup = startup
     on_shutdown = shutdown

@@ -1,0 +1,205 @@
+"""/api/v1/exports: request a CSV or PDF export of your tasks, poll it, download it (the worker does the work)."""
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+from marshmallow import Schema, fields, pre_load, validate
+
+from shared import exports, idempotency, tasks
+from shared.errors import Gone
+from shared.storage import storage_from_settings
+from shared.task_export import DEFAULT_SORT, filters_to_params
+from web.auth import AuthContext, authenticate
+from web.keys import ARQ, DB, SETTINGS
+from web.request import dumps, json_response, load_json, load_query, read_json
+from web.schemas import cursor_field, limit_field
+from web.views.tasks import TaskFilterSchema
+
+JSON_TYPE = "application/json; charset=utf-8"
+CREATE_SCOPE = "POST /api/v1/exports"
+
+
+class ExportFiltersSchema(TaskFilterSchema):
+    """The task list's filters and sort, as a JSON object; `status` and `priority` take a list or one value."""
+
+    sort = fields.String(load_default=DEFAULT_SORT, validate=validate.OneOf(tasks.SORTS))
+
+    @pre_load
+    def _one_or_many(self, data: Any, **_: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: [v] if k in ("status", "priority") and isinstance(v, str) else v for k, v in data.items()}
+        return data
+
+
+class ExportCreateSchema(Schema):
+    format = fields.String(required=True, validate=validate.OneOf(exports.FORMATS))
+    filters = fields.Nested(ExportFiltersSchema, load_default=lambda: {"sort": DEFAULT_SORT})
+
+
+class JobOutSchema(Schema):
+    """Documents shared.exports.job_out."""
+
+    id = fields.Integer(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf((exports.EXPORT, *exports.REPORT_KINDS)))
+    format = fields.String(required=True, validate=validate.OneOf(exports.FORMATS))
+    status = fields.String(required=True, validate=validate.OneOf(exports.STATUSES))
+    progress = fields.Float(required=True, validate=validate.Range(0, 1))
+    row_count = fields.Integer(required=True, allow_none=True)
+    size_bytes = fields.Integer(required=True, allow_none=True)
+    error = fields.String(required=True, allow_none=True)
+    created_at = fields.DateTime(required=True)
+    finished_at = fields.DateTime(required=True, allow_none=True)
+    expires_at = fields.DateTime(required=True, allow_none=True)
+    download_url = fields.String(required=True, allow_none=True,
+                                 metadata={"description": "Set once the file can be downloaded"})
+
+
+class JobPageSchema(Schema):
+    items = fields.List(fields.Nested(JobOutSchema), required=True)
+    next_cursor = fields.String(required=True, allow_none=True)
+
+
+class JobListQuerySchema(Schema):
+    limit = limit_field()
+    cursor = cursor_field()
+
+
+async def create_job_response(request: web.Request, auth: AuthContext, *, scope: str, kind: str, format: str,
+                              params: dict[str, Any]) -> web.Response:
+    """Insert the job (honouring Idempotency-Key) and answer 202 + Location; enqueue only after the commit."""
+    key = idempotency.parse_key(request.headers.get(idempotency.HEADER))
+    created: list[asyncpg.Record] = []
+
+    async def create(conn: asyncpg.Connection) -> idempotency.StoredResponse:
+        job = await exports.create_job(conn, owner_id=auth.user_id, kind=kind, format=format, params=params)
+        created.append(job)
+        return idempotency.StoredResponse(202, {"Content-Type": JSON_TYPE, "Location": exports.resource_path(job)},
+                                          dumps(exports.job_out(job)))
+
+    body = await read_json(request) if key else None
+    async with request.app[DB].write.acquire() as conn:
+        stored = await idempotency.run_once(conn, user_id=auth.user_id, scope=scope, key=key, request_body=body,
+                                            action=create)
+    if created:  # not on a replay: that job was enqueued by the first request (or the sweeper)
+        await exports.enqueue(request.app[ARQ], created[0])
+    return web.Response(status=stored.status, text=stored.body, headers=stored.response_headers())
+
+
+def job_id(request: web.Request) -> int:
+    return int(request.match_info["id"])
+
+
+async def visible_job(request: web.Request) -> asyncpg.Record:
+    """The job in the URL if the caller may see it (owner or admin), else 404. Primary: it was just created."""
+    auth = await authenticate(request)
+    async with request.app[DB].write.acquire() as conn:
+        return await exports.get_job_for_user(conn, job_id=job_id(request), user_id=auth.user_id,
+                                              is_admin=auth.is_admin)
+
+
+async def file_response(request: web.Request, job: asyncpg.Record) -> web.StreamResponse:
+    """The job's file as an attachment: 409 while not ready, 410 once expired (or already cleaned up)."""
+    key = exports.check_downloadable(job)
+    storage = storage_from_settings(request.app[SETTINGS])
+    path = storage.local_path(key)
+    if path is None or await storage.size(key) is None:
+        raise Gone("The file is no longer available; request a new one")
+    return web.FileResponse(path, headers={
+        "Content-Type": exports.media_type(job), "Cache-Control": "private, no-store",
+        "Content-Disposition": f'attachment; filename="{exports.download_name(job)}"',
+        "X-Content-Type-Options": "nosniff",
+    })
+
+
+async def create_export(request: web.Request) -> web.Response:
+    """Request an export of your tasks.
+    ---
+    summary: Request an export
+    description: >-
+      Every task matching `filters` (the task list's names and semantics, plus `sort`), one row each,
+      as CSV (UTF-8, header row) or as a PDF table. The worker pool builds the file; poll the job at
+      `Location`, download it from `download_url`, and expect an email when it is ready. With an
+      Idempotency-Key, a retry with the same body within 24 h replays the first response.
+    tags: [exports]
+    security: [{bearerAuth: []}]
+    parameters:
+      - {in: header, name: Idempotency-Key, schema: {type: string, maxLength: 255}}
+    requestBody: {required: true, content: {application/json: {schema: ExportCreateSchema}}}
+    responses:
+      202:
+        description: The job, queued
+        headers: {Location: {schema: {type: string}}}
+        content: {application/json: {schema: JobOutSchema}}
+      400: {$ref: '#/components/responses/Problem400'}
+      401: {$ref: '#/components/responses/Problem401'}
+      409: {$ref: '#/components/responses/Problem409'}
+      413: {$ref: '#/components/responses/Problem413'}
+      415: {$ref: '#/components/responses/Problem415'}
+      422: {$ref: '#/components/responses/Problem422'}
+    """
+    auth = await authenticate(request)
+    data = await load_json(request, ExportCreateSchema())
+    return await create_job_response(request, auth, scope=CREATE_SCOPE, kind=exports.EXPORT, format=data["format"],
+                                     params=filters_to_params(data["filters"]))
+
+
+async def list_exports(request: web.Request) -> web.Response:
+    """Your jobs (exports and reports), newest first.
+    ---
+    tags: [exports]
+    security: [{bearerAuth: []}]
+    parameters: [{in: query, schema: JobListQuerySchema}]
+    responses:
+      200: {description: A page of jobs, content: {application/json: {schema: JobPageSchema}}}
+      401: {$ref: '#/components/responses/Problem401'}
+      422: {$ref: '#/components/responses/Problem422'}
+    """
+    auth = await authenticate(request)
+    query = load_query(request, JobListQuerySchema())
+    async with request.app[DB].write.acquire() as conn:
+        items, cursor = await exports.list_jobs(conn, owner_id=auth.user_id, limit=query["limit"],
+                                                cursor=query["cursor"], secret=request.app[SETTINGS].secret_key)
+    return json_response({"items": [exports.job_out(job) for job in items], "next_cursor": cursor})
+
+
+async def get_export(request: web.Request) -> web.Response:
+    """One job: status, progress and, once ready, its download_url.
+    ---
+    tags: [exports]
+    security: [{bearerAuth: []}]
+    parameters: [{in: path, name: id, required: true, schema: {type: integer}}]
+    responses:
+      200: {description: The job, content: {application/json: {schema: JobOutSchema}}}
+      401: {$ref: '#/components/responses/Problem401'}
+      404: {$ref: '#/components/responses/Problem404'}
+    """
+    return json_response(exports.job_out(await visible_job(request)))
+
+
+async def download_export(request: web.Request) -> web.StreamResponse:
+    """Download the job's file.
+    ---
+    tags: [exports]
+    security: [{bearerAuth: []}]
+    parameters: [{in: path, name: id, required: true, schema: {type: integer}}]
+    responses:
+      200:
+        description: The file, as an attachment
+        content:
+          text/csv: {schema: {type: string, format: binary}}
+          application/pdf: {schema: {type: string, format: binary}}
+      401: {$ref: '#/components/responses/Problem401'}
+      404: {$ref: '#/components/responses/Problem404'}
+      409: {$ref: '#/components/responses/Problem409'}
+      410: {$ref: '#/components/responses/Problem410'}
+    """
+    return await file_response(request, await visible_job(request))
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_post("/api/v1/exports", create_export, name="exports-create")
+    app.router.add_get("/api/v1/exports", list_exports, name="exports-list")
+    app.router.add_get(r"/api/v1/exports/{id:\d{1,19}}", get_export, name="export-detail")
+    app.router.add_get(r"/api/v1/exports/{id:\d{1,19}}/download", download_export, name="export-download")
