@@ -11,9 +11,12 @@ from typing import Any, AsyncIterator, Iterator
 
 import asyncpg
 import pytest
+from arq import create_pool
+from arq.connections import ArqRedis, RedisSettings
 from redis.asyncio import Redis
 
 from shared.config import Settings, SmtpConfig
+from shared.db import Database
 from shared.devstack import PostgresServer, RedisServer, SmtpSink
 from shared.migrate import migrate
 from web.app import create_app
@@ -94,6 +97,21 @@ async def db(stack: Stack) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(stack.dsn)
     yield conn
     await conn.close()
+
+
+@pytest.fixture
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    """The pools web and worker use, for calling service and job functions directly."""
+    database = await Database.connect(settings)
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+async def arq_redis(settings: Settings) -> AsyncIterator[ArqRedis]:
+    redis = await create_pool(RedisSettings.from_dsn(settings.redis_url))
+    yield redis
+    await redis.aclose()
 
 
 @pytest.fixture

@@ -4,12 +4,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
-from typing import Any, AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
-from arq import Retry, create_pool
-from arq.connections import ArqRedis, RedisSettings
+from arq import Retry
+from arq.connections import ArqRedis
 
 from shared import jobs
 from shared.config import Settings
@@ -23,20 +23,6 @@ from worker.settings import build_worker, worker_heartbeat
 from worker_helpers import closed_smtp, job_ctx, outbox_row, queue_mail, refusing_smtp, run_burst
 
 LINK = "http://taskdeck.test/verify-email?token=tok-123"
-
-
-@pytest.fixture
-async def database(settings: Settings) -> AsyncIterator[Database]:
-    database = await Database.connect(settings)
-    yield database
-    await database.close()
-
-
-@pytest.fixture
-async def arq_redis(settings: Settings) -> AsyncIterator[ArqRedis]:
-    redis = await create_pool(RedisSettings.from_dsn(settings.redis_url))
-    yield redis
-    await redis.aclose()
 
 
 def bodies(message: Any) -> tuple[str, str]:

@@ -20,8 +20,6 @@ from worker_helpers import job_ctx
 
 EXPORTS = "/api/v1/exports"
 
-pytest_plugins = ("job_fixtures",)
-
 
 @pytest.fixture
 async def client(aiohttp_client: Any, settings: Any) -> Any:

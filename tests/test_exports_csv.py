@@ -23,8 +23,6 @@ from worker_helpers import job_ctx
 UTC = timezone.utc
 PAST, FUTURE = datetime(2020, 1, 1, 12, tzinfo=UTC), datetime(2099, 1, 1, 12, tzinfo=UTC)
 
-pytest_plugins = ("job_fixtures",)
-
 
 @pytest.fixture
 async def client(aiohttp_client: Any, settings: Any) -> Any:

@@ -34,8 +34,6 @@ FROM jobs AS j JOIN email_outbox AS o ON o.dedup_key = 'job-ready:' || j.id
 WHERE j.id = $1
 """
 
-pytest_plugins = ("job_fixtures",)
-
 
 @pytest.fixture
 async def client(aiohttp_client: Any, settings: Any) -> Any:

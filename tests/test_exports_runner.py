@@ -21,8 +21,6 @@ from worker.jobs.runner import MAX_ATTEMPTS, ClaimLost, JobRun
 from export_helpers import create_job, job_app, job_row, seed_many
 from worker_helpers import job_ctx
 
-pytest_plugins = ("job_fixtures",)
-
 
 @pytest.fixture
 async def client(aiohttp_client: Any, settings: Any) -> Any:

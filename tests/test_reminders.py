@@ -15,8 +15,6 @@ from worker.settings import build_worker
 from export_helpers import run_jobs, seed_tasks, soon
 from worker_helpers import job_ctx
 
-pytest_plugins = ("job_fixtures",)
-
 
 async def reminded(db: asyncpg.Connection) -> list[str]:
     return sorted(row["context"] for row in await db.fetch(
