@@ -99,18 +99,23 @@ def _labels(names: list[str]) -> list[str]:
     return [name if index % step == 0 else "" for index, name in enumerate(names)]
 
 
-def _bars(title: str, categories: list[str], series: list[tuple[str, list[int]]], *, height: float = 210) -> Drawing:
-    font, bold = fonts()
-    drawing = Drawing(CHART_WIDTH, height)
-    drawing.add(String(0, height - 14, title, fontName=bold, fontSize=10))
-    chart = VerticalBarChart()
-    chart.x, chart.y, chart.width, chart.height = 30, 30, CHART_WIDTH - 40, height - 75
+def _set_data(chart: Any, categories: list[str], series: list[tuple[str, list[int]]], font: str) -> None:
+    """Data and axes shared by the bar and line charts: categories below, a value axis from 0."""
     chart.data = [values or [0] for _, values in series]
     chart.categoryAxis.categoryNames = _labels(categories) or [""]
     chart.categoryAxis.labels.fontName = chart.valueAxis.labels.fontName = font
     chart.categoryAxis.labels.fontSize = chart.valueAxis.labels.fontSize = 7
     chart.valueAxis.valueMin = 0
     chart.valueAxis.valueMax = max([1, *(v for _, values in series for v in values)])
+
+
+def _bars(title: str, categories: list[str], series: list[tuple[str, list[int]]], *, height: float = 210) -> Drawing:
+    font, bold = fonts()
+    drawing = Drawing(CHART_WIDTH, height)
+    drawing.add(String(0, height - 14, title, fontName=bold, fontSize=10))
+    chart = VerticalBarChart()
+    chart.x, chart.y, chart.width, chart.height = 30, 30, CHART_WIDTH - 40, height - 75
+    _set_data(chart, categories, series, font)
     chart.valueAxis.forceZero = True
     chart.barSpacing, chart.groupSpacing = 1, 4
     for index, colour in enumerate(SERIES[:len(series)]):
@@ -127,12 +132,7 @@ def _lines(title: str, categories: list[str], series: list[tuple[str, list[int]]
     drawing.add(String(0, 186, title, fontName=bold, fontSize=10))
     chart = HorizontalLineChart()
     chart.x, chart.y, chart.width, chart.height = 30, 30, CHART_WIDTH - 40, 130
-    chart.data = [values or [0] for _, values in series]
-    chart.categoryAxis.categoryNames = _labels(categories) or [""]
-    chart.categoryAxis.labels.fontName = chart.valueAxis.labels.fontName = font
-    chart.categoryAxis.labels.fontSize = chart.valueAxis.labels.fontSize = 7
-    chart.valueAxis.valueMin = 0
-    chart.valueAxis.valueMax = max([1, *(v for _, values in series for v in values)])
+    _set_data(chart, categories, series, font)
     for index, colour in enumerate(SERIES[:len(series)]):
         chart.lines[index].strokeColor, chart.lines[index].strokeWidth = colour, 1.5
     drawing.add(chart)
