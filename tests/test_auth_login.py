@@ -226,3 +226,14 @@ async def test_deactivated_user_is_refused_at_once_and_cannot_log_in(client, db)
     await assert_problem(response, 403)
     await assert_problem(await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}),
                          401)
+
+
+async def test_with_redis_down_auth_still_works_and_logout_still_sticks(aiohttp_client, settings, make_user):
+    from shared.devstack import free_port
+    from web.app import create_app
+
+    user = await make_user()
+    client = await aiohttp_client(create_app(settings.with_(redis_url=f"redis://127.0.0.1:{free_port()}/0")))
+    assert (await client.get("/api/v1/users/me", headers=user.headers)).status == 200
+    assert (await client.post("/api/v1/auth/logout", headers=user.headers)).status == 204
+    await assert_problem(await client.get("/api/v1/users/me", headers=user.headers), 401)
