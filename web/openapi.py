@@ -59,7 +59,9 @@ def setup_routes(app: web.Application) -> None:
     # swagger-ui-py ships Swagger UI's files in the wheel, so the docs page needs no CDN.
     # (what swagger_ui.api_doc does, keeping the document: its page's inline init script is allowed
     # by hash in the Content-Security-Policy, see web/security_headers.py)
+    # BaseLayout: no top bar, whose logo is an SVG with an inline <style> the policy would block
+    # (and whose "explore any URL" box we do not want).
     doc = ApplicationDocument(app, config=json.loads(json.dumps(spec)), url_prefix=DOCS_PREFIX,
-                              title="Taskdeck API", host_inject=False)
+                              title="Taskdeck API", host_inject=False, parameters={"layout": '"BaseLayout"'})
     doc.match_handler()(doc)
     app.setdefault(TRUSTED_INLINE_HTML, []).append(doc.doc_html)
