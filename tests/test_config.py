@@ -127,3 +127,12 @@ def test_metrics_token_and_outbox_retention():
     assert Settings.from_env(BASE).metrics_token is None and Settings.from_env(BASE).outbox_retention_days == 30
     assert [p.split()[0] for p in problems(METRICS_TOKEN="short", OUTBOX_RETENTION_DAYS="0")] == \
         ["METRICS_TOKEN", "OUTBOX_RETENTION_DAYS=0"]
+
+
+def test_dev_banner_masks_real_server_passwords(tmp_path):
+    from shared.dev import _banner
+
+    env = {"DATABASE_URL": f"postgresql://u:{SECRET}@db/x", "REDIS_URL": f"redis://:{SECRET}@cache/0",
+           "SMTP_URL": f"smtp://mailer:{SECRET}@smtp.internal:587"}
+    banner = _banner("127.0.0.1", 8080, env, "dev-admin-pw", tmp_path)
+    assert SECRET not in banner and "postgresql://***@db/x" in banner and "smtp://***@smtp.internal:587" in banner
