@@ -33,7 +33,8 @@ HOSTILE_VALUES = (
 )
 # Read by HTML pages or helpers that the OpenAPI document does not describe.
 EXTRA_QUERY_NAMES = ("cursor", "limit", "from", "to", "token", "next", "page", "q", "status", "sort", "format")
-HOSTILE_HEADERS = ({"If-Match": "\"é\""}, {"If-None-Match": "*, W/\"" + "x" * 3000 + "\""}, {"Idempotency-Key": "k" * 300},
+HOSTILE_HEADERS = ({"If-Match": "\"é\""}, {"If-None-Match": "*, W/\"" + "x" * 3000 + "\""},
+                   {"Idempotency-Key": "k" * 300},
                    {"Accept": "text/html"}, {"Content-Type": "multipart/form-data; boundary="},
                    {"X-Request-ID": "../" * 50}, {"Cookie": "session=%ff; csrftoken=" + "c" * 4000})
 HOSTILE_AUTH = ("Bearer é", "Bearer " + "a" * 5000, "Bearer a.b.c", "Basic Zm9vOmJhcg==", "Bearer", "bearer  x  y")

@@ -98,7 +98,8 @@ def every_variable() -> set[str]:
 def test_no_configuration_message_prints_a_credential(tmp_path, value):
     """Every variable Settings reads gets the credential at once; the CLI's stderr never shows it."""
     names = every_variable()
-    assert {"DATABASE_URL", "DATABASE_REPLICA_URLS", "REDIS_URL", "SMTP_URL", "EXPORT_STORAGE", "METRICS_TOKEN"} <= names
+    assert {"DATABASE_URL", "DATABASE_REPLICA_URLS", "REDIS_URL", "SMTP_URL", "EXPORT_STORAGE",
+            "METRICS_TOKEN"} <= names
     if value == SECRET:  # a bare secret is only hidden in a variable whose name says it is one
         names = {n for n in names if SECRET_NAME.search(n)}
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": os.environ.get("PYTHONPATH", ""), **{n: value for n in names}}
