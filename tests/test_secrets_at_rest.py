@@ -85,13 +85,16 @@ async def test_nothing_at_rest_passes_verify_or_reset(client, db, settings, stac
     assert all("token" not in row["context"] and "link" not in row["context"] for row in contexts)
 
 
-async def test_a_failed_mail_keeps_no_token(db, database, settings):
+async def test_a_failed_mail_keeps_no_token(db, database, settings, caplog):
+    caplog.set_level(logging.DEBUG, logger="app")
     outbox_id = await queue_mail(database)
     with refusing_smtp() as smtp:  # 550 for every recipient: a permanent failure
         assert await send_email(job_ctx(settings.with_(smtp=smtp), database), outbox_id) == "failed"
     row = await outbox_row(db, outbox_id)
     assert row["status"] == "failed" and "token" not in row["context"] and "link" not in row["context"]
     assert "ada@example.com" not in row["last_error"] and "<recipient>" in row["last_error"]
+    logged = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records if r.name.startswith("app"))
+    assert "failed permanently" in logged and "ada@example.com" not in logged
 
 
 async def test_retention_scrubs_expired_unsent_tokens_and_purges_old_rows(client, db, database, settings):

@@ -97,7 +97,9 @@ async def _deliver(pool: asyncpg.Pool, settings: Settings, row: asyncpg.Record) 
     except Exception as exc:  # noqa: BLE001 - every outcome is recorded on the row
         error = _describe(exc)
         if not is_transient(exc):
-            logger.exception("email %s (%s) failed permanently: %s", row["id"], row["template"], error)
+            # A traceback helps with a broken template; an SMTP refusal's would only repeat the address.
+            logger.error("email %s (%s) failed permanently: %s", row["id"], row["template"], error,
+                         exc_info=not isinstance(exc, aiosmtplib.SMTPException))
             return await _fail(pool, row, error)
         if row["attempts"] >= MAX_ATTEMPTS:
             return await _fail(pool, row, f"gave up after {row['attempts']} attempts: {error}")
