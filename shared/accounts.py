@@ -12,11 +12,13 @@ from typing import Any
 
 import asyncpg
 from arq.connections import ArqRedis
+from redis.exceptions import RedisError
 
-from shared import outbox
+from shared import jobs, outbox
 from shared.config import Settings
 from shared.db import Database
-from shared.errors import Conflict, Forbidden, Unauthorized, field_error
+from shared.errors import Conflict, Forbidden, ServiceUnavailable, Unauthorized, field_error
+from shared.logs import request_id_var
 from shared.security import create_access_token, hash_password, new_token, token_digest, verify_password
 
 logger = logging.getLogger("app.accounts")
@@ -117,13 +119,15 @@ async def create_user(conn: asyncpg.Connection, *, email: str, password_hash: st
 
 
 async def _queue_token_mail(conn: asyncpg.Connection, settings: Settings, *, user: dict[str, Any],
-                            purpose: str, ttl: timedelta, template: str, path: str) -> int | None:
+                            purpose: str, ttl: timedelta, template: str, path: str,
+                            dedup_key: str | None = None) -> int | None:
     await conn.execute(SPEND_UNUSED_ONE_TIME, user["id"], purpose)  # only the newest link works
     token, digest = new_token()
     await conn.execute(INSERT_ONE_TIME, digest, user["id"], purpose, ttl)
     context = {"name": user["name"] or user["email"], "token": token,
                "link": f"{settings.public_url}{path}?token={token}", "expires_hours": int(ttl.total_seconds() // 3600)}
-    return await outbox.queue_email(conn, to=user["email"], template=template, context=context, user_id=user["id"])
+    return await outbox.queue_email(conn, to=user["email"], template=template, context=context, user_id=user["id"],
+                                    dedup_key=dedup_key, secrets_ttl=ttl)
 
 
 async def register(db: Database, arq: ArqRedis, settings: Settings, *, email: str, password: str,
@@ -201,14 +205,44 @@ async def verify_email(db: Database, *, token: str) -> None:
 
 
 async def request_password_reset(db: Database, arq: ArqRedis, settings: Settings, *, email: str) -> None:
-    """Queue a reset mail if an active account has this email; callers answer 202 either way."""
-    async with db.write.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(SELECT_LOGIN, email)
-        if row is None or not row["is_active"]:
-            return
-        mail_id = await _queue_token_mail(conn, settings, user=user_out(row), purpose="password_reset",
-                                          ttl=RESET_TTL, template="password_reset", path="/reset-password")
-    await outbox.dispatch(arq, [mail_id])
+    """Enqueue the reset; the worker looks the address up (``queue_password_reset``). Callers answer 202.
+
+    The request does the same work whatever the email: no lookup, one job, so neither the answer nor
+    its timing tells whether an account exists. (``db`` and ``settings`` are unused; the signature
+    stays the one every caller, API and HTML form, already uses.)
+    """
+    request_id = request_id_var.get()
+    try:
+        await arq.enqueue_job(jobs.PASSWORD_RESET, jobs.Private(email), None if request_id == "-" else request_id)
+    except (RedisError, OSError) as exc:  # Redis down: the same 503 for every address
+        logger.warning("could not enqueue a password reset: %s", type(exc).__name__)
+        raise ServiceUnavailable("Password reset is unavailable for a moment; try again") from None
+
+
+class _AlreadyQueued(Exception):
+    """This job already queued its mail (arq ran it twice): roll back the second token."""
+
+
+async def queue_password_reset(db: Database, settings: Settings, *, email: str, dedup_key: str) -> int | None:
+    """Worker side of a reset request: a token and a mail if an active account has this email.
+
+    :param dedup_key: one per request (the arq job id), so a job run twice queues one mail
+    :return: the outbox id, or None (no such active account, or already queued by this request)
+    """
+    try:
+        async with db.write.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(SELECT_LOGIN, email)
+            if row is None or not row["is_active"]:
+                return None
+            mail_id = await _queue_token_mail(conn, settings, user=user_out(row), purpose="password_reset",
+                                              ttl=RESET_TTL, template="password_reset", path="/reset-password",
+                                              dedup_key=dedup_key)
+            if mail_id is None:
+                raise _AlreadyQueued
+    except _AlreadyQueued:
+        return None
+    logger.info("password reset mail queued for user %s", row["id"])
+    return mail_id
 
 
 async def confirm_password_reset(db: Database, settings: Settings, *, token: str, password: str) -> None:

@@ -5,6 +5,7 @@ Every bad value is reported at once, one line per variable, so an operator fixes
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping
@@ -17,6 +18,13 @@ LOG_FORMATS = ("json", "console")
 DEV_SECRET_KEY = "dev-insecure-secret-key-change-me-0123456789abcdef"
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "secret_key", "your-secret-key", DEV_SECRET_KEY}
 MIN_SECRET_LENGTH = 32
+MIN_TOKEN_LENGTH = 16
+# A variable whose name says it holds a secret is never echoed, whatever its value looks like.
+SECRET_NAME = re.compile(r"(SECRET|PASSWORD|PASSWD|KEY|TOKEN|CREDENTIAL)(?!_TTL\b)", re.I)
+# user:password@ in any URL (greedy to the last @ before white space: a password may hold '/', ',', '@').
+_USERINFO = re.compile(r"://[^\s]*@")
+# ?password=... style credentials in query strings (libpq, Redis and S3 URLs accept them).
+_QUERY_SECRET = re.compile(r"([?&;][^=&\s]*(?:pass|secret|key|token|credential|signature)[^=&\s]*=)[^&\s]*", re.I)
 
 
 class ConfigError(Exception):
@@ -55,6 +63,8 @@ class Settings:
     bcrypt_rounds: int = 12
     db_pool_min: int = 2
     db_pool_max: int = 10
+    metrics_token: str | None = None  # guards /metrics and the detail of /ready (web/ops_access.py)
+    outbox_retention_days: int = 30
 
     @property
     def is_development(self) -> bool:
@@ -86,6 +96,8 @@ class Settings:
             bcrypt_rounds=reader.integer("BCRYPT_ROUNDS", cls.bcrypt_rounds, 4, 16),
             db_pool_min=reader.integer("DB_POOL_MIN", cls.db_pool_min, 0, 100),
             db_pool_max=reader.integer("DB_POOL_MAX", cls.db_pool_max, 1, 500),
+            metrics_token=reader.token("METRICS_TOKEN"),
+            outbox_retention_days=reader.integer("OUTBOX_RETENTION_DAYS", cls.outbox_retention_days, 1, 3650),
         )
         if reader.problems:
             raise ConfigError(reader.problems)
@@ -113,7 +125,9 @@ class _Reader:
             return parse(raw)
         except ValueError as exc:
             reason = f" ({exc})" if str(exc) else ""
-            self.problems.append(f"{name}={_redact(raw)!s} is invalid: expected {expected}{reason}")
+            hidden = bool(SECRET_NAME.search(name))  # the reason may quote the value (int() does)
+            self.problems.append(f"{redact(name, raw)} is invalid: expected {expected}"
+                                 f"{'' if hidden else redact('', reason)}")
             return default if default is not None else ""
 
     def text(self, name: str, default: str) -> str:
@@ -129,7 +143,10 @@ class _Reader:
 
     def integer(self, name: str, default: int, low: int, high: int) -> int:
         def parse(raw: str) -> int:
-            value = int(raw)
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ValueError("") from None  # int()'s message only repeats the value
             if not low <= value <= high:
                 raise ValueError("")
             return value
@@ -161,6 +178,16 @@ class _Reader:
             self.problems.append(f"{name} is too short ({len(raw)} characters): expected at least "
                                  f"{MIN_SECRET_LENGTH} random characters")
         return raw
+
+    def token(self, name: str) -> str | None:
+        """An optional shared secret: absent is None; present, at least MIN_TOKEN_LENGTH characters."""
+        def parse(raw: str) -> str:
+            if len(raw) < MIN_TOKEN_LENGTH:
+                raise ValueError(f"{len(raw)} characters")
+            return raw
+        if self._get(name) is None:
+            return None
+        return str(self._check(name, None, parse, f"at least {MIN_TOKEN_LENGTH} random characters")) or None
 
     def smtp(self, name: str) -> SmtpConfig | None:
         if self._get(name) is None:  # optional: no SMTP server means mails stay queued in the outbox
@@ -205,12 +232,16 @@ def _parse_smtp(raw: str) -> SmtpConfig:
                       starttls=starttls, tls=parts.scheme == "smtps")
 
 
-def _redact(raw: str) -> str:
-    """Never echo credentials embedded in a URL back into logs."""
-    parts = urlsplit(raw)
-    if parts.password:
-        return raw.replace(f":{parts.password}@", ":***@")
-    return raw
+def redact(name: str, raw: str) -> str:
+    """``NAME=value`` fit to print: credentials in URLs masked, secret-named variables not shown at all.
+
+    Every configuration message goes through here (``name`` empty: just mask the text).
+    """
+    if name and SECRET_NAME.search(name):
+        return f"{name} (value hidden)"
+    masked = _USERINFO.sub("://***@", raw) if "://" in raw else re.sub(r"[^\s'\"(<,]+@", "***@", raw)
+    masked = _QUERY_SECRET.sub(r"\1***", masked)
+    return f"{name}={masked}" if name else masked
 
 
 def load_dotenv_file(path: Path = Path(".env")) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.bootstrap import create_admin
-from shared.config import ConfigError, Settings, load_dotenv_file
+from shared.config import ConfigError, Settings, load_dotenv_file, redact
 from shared.devstack import PostgresServer, RedisServer, SmtpSink
 from shared.migrate import migrate
 
@@ -81,9 +81,10 @@ def _banner(host: str, port: int, env: dict[str, str], admin_password: str, var:
         f"  API docs  {base}/api/docs",
         f"  ready     {base}/ready",
         f"  metrics   {base}/metrics",
-        f"  mail      {mail}",
-        f"  database  {env['DATABASE_URL']}",
-        f"  redis     {env['REDIS_URL']}",
+        # A real server's URL may carry its password (`taskdeck dev` honours DATABASE_URL etc.).
+        f"  mail      {redact('', mail)}",
+        f"  database  {redact('', env['DATABASE_URL'])}",
+        f"  redis     {redact('', env['REDIS_URL'])}",
         f"  admin     {DEV_ADMIN_EMAIL} / {admin_password}", "",
     ])
 

@@ -39,7 +39,8 @@ def decode_cursor(secret: str, scope: str, cursor: str) -> list[Any]:
     """The key values stored in ``cursor``; a forged, truncated or foreign cursor is a 422."""
     invalid = ValidationFailed({"cursor": ["Invalid cursor; use the next_cursor of a previous page"]})
     payload, _, mac = cursor.partition(".")
-    if not payload or not mac or not hmac.compare_digest(mac, _sign(secret, scope, payload)):
+    # compare_digest raises TypeError on non-ASCII str; a cursor we made is always ASCII.
+    if not (payload and mac and cursor.isascii()) or not hmac.compare_digest(mac, _sign(secret, scope, payload)):
         raise invalid
     try:
         values = json.loads(_unb64(payload))

@@ -34,3 +34,23 @@ async def login(client: Any, email: str = "ada@example.com", password: str = "co
 
 def bearer(tokens: dict[str, Any]) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+async def request_reset(client: Any, settings: Any, email: str = "ada@example.com") -> None:
+    """Ask for a reset as a client does, then let a real worker look the address up and send the mail."""
+    from tests.worker_helpers import run_burst
+
+    response = await client.post("/api/v1/auth/password-reset", json={"email": email})
+    assert response.status == 202, await response.text()
+    await run_burst(settings)
+
+
+def mailed_tokens(stack: Any, path: str) -> list[str]:
+    """The tokens of the links to ``path`` in the mails the SMTP sink received, oldest first."""
+    import re
+
+    found = []
+    for message in stack.smtp.messages():
+        text = message.get_body(("plain",)).get_content()
+        found += re.findall(re.escape(path) + r"\?token=([A-Za-z0-9_-]+)", text)
+    return found

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from tests.helpers import login, register
+from tests.helpers import login, mailed_tokens, register, request_reset
 
 
 async def _token(db, template: str) -> str:
@@ -35,10 +35,10 @@ async def test_token_is_escaped_in_the_page(client):
     assert "<script>alert(1)" not in await page.text()
 
 
-async def test_reset_page_sets_the_password(client, db):
+async def test_reset_page_sets_the_password(client, db, settings, stack):
     await register(client)
-    await client.post("/api/v1/auth/password-reset", json={"email": "ada@example.com"})
-    token = await _token(db, "password_reset")
+    await request_reset(client, settings)
+    [token] = mailed_tokens(stack, "/reset-password")
     short = await client.post("/reset-password", data={"token": token, "password": "short"})
     assert short.status == 422 and "between 8 and 128" in await short.text()
     done = await client.post("/reset-password", data={"token": token, "password": "fresh password 1"})

@@ -76,3 +76,47 @@ async def test_docs_page_is_served_from_local_files(client):
     assert "swagger-ui" in page and "cdn" not in page.lower() and "unpkg" not in page.lower()
     asset = await client.get("/api/docs/static/swagger-ui-bundle.js")
     assert asset.status == 200
+
+
+OPS_TOKEN = "ops-token-0123456789abcdef"
+
+
+async def test_metrics_token_guards_metrics(aiohttp_client, settings):
+    client = await aiohttp_client(create_app(settings.with_(metrics_token=OPS_TOKEN)))
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Bearer é"},
+                    {"Authorization": f"Basic {OPS_TOKEN}"}):
+        response = await client.get("/metrics", headers=headers)
+        assert response.status == 401, headers
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    response = await client.get("/metrics", headers={"Authorization": f"Bearer {OPS_TOKEN}"})
+    assert response.status == 200 and "taskdeck_http_requests_total" in await response.text()
+
+
+async def test_ready_without_the_token_says_only_up_or_down(aiohttp_client, settings):
+    replica_settings = settings.with_(metrics_token=OPS_TOKEN, database_replica_urls=(settings.database_url,))
+    client = await aiohttp_client(create_app(replica_settings))
+    host = settings.database_url.split("@")[-1].split("/")[0]
+    response = await client.get("/ready")
+    body = await response.json()
+    assert response.status == 200
+    assert body == {"status": "ok", "checks": {"database": {"status": "up"}, "replicas": [{"status": "up"}],
+                                               "redis": {"status": "up"}, "worker": {"status": "down"}}}
+    assert host not in await response.text()
+    detailed = await (await client.get("/ready", headers={"Authorization": f"Bearer {OPS_TOKEN}"})).json()
+    assert detailed["checks"]["replicas"][0]["url"] == host + "/taskdeck_test"
+    assert "latency_ms" in detailed["checks"]["database"] and detailed["checks"]["worker"]["error"]
+
+
+async def test_ready_without_any_token_configured_hides_detail_outside_development(client, aiohttp_client, settings):
+    assert "latency_ms" not in str(await (await client.get("/ready")).json())
+    dev = await aiohttp_client(create_app(settings.with_(environment="development")))
+    assert "latency_ms" in str(await (await dev.get("/ready")).json())
+
+
+def test_strip_details_keeps_only_shape_and_status():
+    from web.ops_access import strip_details
+
+    body = {"status": "ok", "checks": {"storage": {"status": "up", "bucket": "b", "objects": 3},
+                                       "workers": [{"status": "up", "host": "w1", "jobs": 2}], "count": 4}}
+    assert strip_details(body) == {"status": "ok", "checks": {"storage": {"status": "up"},
+                                                              "workers": [{"status": "up"}]}}

@@ -12,7 +12,7 @@ from redis.asyncio import ConnectionPool
 
 from shared.config import Settings
 from shared.db import Database
-from web import middlewares, routes
+from web import middlewares, routes, security_headers
 from web.keys import ARQ, DB, REDIS, SETTINGS
 from web.request import MAX_BODY
 
@@ -42,10 +42,15 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=MAX_BODY,
         middlewares=[middlewares.request_id_middleware, middlewares.metrics_middleware,
-                     middlewares.error_middleware],
+                     middlewares.error_middleware,
+                     # Hardening (issue 13): inside the error mapping, so its 404 is a problem document.
+                     security_headers.hostile_input_middleware],
     )
     app[SETTINGS] = settings
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader([TEMPLATES / "pages", TEMPLATES]), autoescape=True)
     app.cleanup_ctx.extend([db_ctx, redis_ctx])
+    # Hardening (issue 13): security headers on every response; before the routes, which may add
+    # trusted inline HTML (Swagger UI) to the policy.
+    security_headers.setup(app, [TEMPLATES / "pages", TEMPLATES / "reports", TEMPLATES / "errors"])
     routes.setup_routes(app)
     return app

@@ -8,10 +8,11 @@ from aiohttp import web
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.yaml_utils import load_yaml_from_docstring
-from swagger_ui import api_doc
+from swagger_ui.core import ApplicationDocument
 
 from web.request import json_response
 from web.schemas import ProblemSchema
+from web.security_headers import TRUSTED_INLINE_HTML
 
 PROBLEM_STATUSES = (400, 401, 403, 404, 409, 410, 412, 413, 415, 422, 429)
 SPEC_URL = "/api/v1/openapi.json"
@@ -56,5 +57,11 @@ def setup_routes(app: web.Application) -> None:
     spec = build_spec(app)
     app[OPENAPI_KEY] = spec
     # swagger-ui-py ships Swagger UI's files in the wheel, so the docs page needs no CDN.
-    api_doc(app, config=json.loads(json.dumps(spec)), url_prefix=DOCS_PREFIX, title="Taskdeck API",
-            host_inject=False)
+    # (what swagger_ui.api_doc does, keeping the document: its page's inline init script is allowed
+    # by hash in the Content-Security-Policy, see web/security_headers.py)
+    # BaseLayout: no top bar, whose logo is an SVG with an inline <style> the policy would block
+    # (and whose "explore any URL" box we do not want).
+    doc = ApplicationDocument(app, config=json.loads(json.dumps(spec)), url_prefix=DOCS_PREFIX,
+                              title="Taskdeck API", host_inject=False, parameters={"layout": '"BaseLayout"'})
+    doc.match_handler()(doc)
+    app.setdefault(TRUSTED_INLINE_HTML, []).append(doc.doc_html)

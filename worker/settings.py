@@ -20,11 +20,12 @@ from shared import jobs
 from shared.config import Settings
 from shared.db import Database
 from shared.logs import configure_logging
+from worker.jobs import accounts as account_jobs
 from worker.jobs import cleanup, housekeeping, reminders
 from worker.jobs import exports as export_jobs
 from worker.jobs import reports as report_jobs
 from worker.jobs.email import MAX_ATTEMPTS, send_email
-from worker.jobs.outbox import SWEEP_JOB_NAME, sweep_outbox
+from worker.jobs.outbox import RETENTION_JOB_NAME, SWEEP_JOB_NAME, outbox_retention, sweep_outbox
 
 logger = logging.getLogger("app.worker")
 
@@ -58,10 +59,14 @@ class WorkerSettings:
         func(send_email, name=jobs.SEND_EMAIL, timeout=EMAIL_JOB_TIMEOUT, max_tries=MAX_ATTEMPTS + 1),
         *export_jobs.FUNCTIONS,
         *report_jobs.FUNCTIONS,
+        *account_jobs.FUNCTIONS,
     ]
     cron_jobs = [
         # Every minute at :00; unique=True: one run per tick however many workers there are.
         cron(sweep_outbox, name=SWEEP_JOB_NAME, second=0, unique=True, timeout=60),
+        # Hardening (issue 13): no live token stays at rest; finished mails are purged after retention.
+        cron(outbox_retention, name=RETENTION_JOB_NAME, minute=set(range(0, 60, 5)), second=40, unique=True,
+             timeout=300),
         *housekeeping.CRON_JOBS,
         *cleanup.CRON_JOBS,
         *reminders.CRON_JOBS,

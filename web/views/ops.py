@@ -10,6 +10,7 @@ from aiohttp import web
 
 from web import metrics
 from web.keys import DB, REDIS
+from web.ops_access import may_see_details, require_ops_token, strip_details
 from web.request import json_response
 
 CHECK_TIMEOUT = 2.0
@@ -63,7 +64,15 @@ async def ready(request: web.Request) -> web.Response:
         "worker": worker,
     }
     ok = primary["status"] == "up" and redis_check["status"] == "up"
-    return json_response({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+    body = {"status": "ok" if ok else "unavailable", "checks": checks}
+    # Hardening (issue 13): host names, latencies and counts only for the METRICS_TOKEN holder.
+    return json_response(body if may_see_details(request) else strip_details(body), status=200 if ok else 503)
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition; with METRICS_TOKEN set, only for `Authorization: Bearer <token>`."""
+    require_ops_token(request)
+    return await metrics.get_metrics(request)
 
 
 async def _worker_alive(redis: Any) -> None:
@@ -74,4 +83,4 @@ async def _worker_alive(redis: Any) -> None:
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/health", health, name="health")
     app.router.add_get("/ready", ready, name="ready")
-    app.router.add_get("/metrics", metrics.get_metrics, name="metrics")
+    app.router.add_get("/metrics", get_metrics, name="metrics")

@@ -19,6 +19,10 @@ from web.views.tasks import Rfc3339DateTime
 CREATE_SCOPE = "POST /api/v1/reports"
 _DATE = re.compile(r"^\d{4}-\d\d-\d\d$")
 HTML_TYPE = "text/html"
+# Reports cover when Taskdeck can have data; the margins keep `to - 30 days` and the week grid
+# (which runs a week past `to`) inside what datetime can represent.
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
 
 
 class ReportMoment(Rfc3339DateTime):
@@ -29,13 +33,20 @@ class ReportMoment(Rfc3339DateTime):
         self.end_of_day = end_of_day
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        moment = self._moment(value, attr, data, **kwargs)
+        if not EARLIEST <= moment <= LATEST:
+            raise ValidationError(f"Must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}.")
+        return moment
+
+    def _moment(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
         if isinstance(value, str) and _DATE.match(value):
             try:
                 day = date.fromisoformat(value)
             except ValueError:
                 raise ValidationError("Not a valid date, e.g. 2026-11-22.") from None
             moment = datetime.combine(day, time(), timezone.utc)
-            return moment + timedelta(days=1) if self.end_of_day else moment
+            # Past LATEST it is refused anyway; adding the day could overflow (9999-12-31).
+            return moment + timedelta(days=1) if self.end_of_day and moment < LATEST else moment
         return super()._deserialize(value, attr, data, **kwargs)
 
 

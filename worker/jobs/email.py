@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -23,6 +24,7 @@ import jinja2
 from arq import Retry
 
 from shared import mail
+from shared.outbox import SECRET_KEYS
 from shared.config import Settings
 from shared.logs import request_id_var
 
@@ -40,19 +42,25 @@ UPDATE email_outbox
 SET status = 'sending', claimed_at = now(), attempts = attempts + 1
 WHERE id = $1
   AND (status = 'pending' OR (status = 'sending' AND claimed_at < now() - $2::interval))
-RETURNING id, to_address, template, context, attempts, request_id
+RETURNING id, user_id, to_address, template, context, attempts, request_id
 """
 # Unconditional on status: once SMTP accepted the mail it *is* sent, even if our lease ran out meanwhile.
-MARK_SENT = "UPDATE email_outbox SET status = 'sent', sent_at = now(), last_error = NULL WHERE id = $1"
+# The same statement drops the credential from the context: a sent row never holds a usable token.
+MARK_SENT = """
+UPDATE email_outbox SET status = 'sent', sent_at = now(), last_error = NULL, context = context - $2::text[]
+WHERE id = $1
+"""
 # Both guarded by attempts: only the holder of this claim may release or fail it.
 RELEASE_EMAIL = """
 UPDATE email_outbox SET status = 'pending', last_error = $3
 WHERE id = $1 AND status = 'sending' AND attempts = $2
 """
 FAIL_EMAIL = """
-UPDATE email_outbox SET status = 'failed', last_error = $3
+UPDATE email_outbox SET status = 'failed', last_error = $3, context = context - $4::text[]
 WHERE id = $1 AND status = 'sending' AND attempts = $2
 """
+# SMTP errors quote the recipient; logs and last_error name the user id instead.
+_ADDRESS = re.compile(r"[^\s@'\"<>(),:;]+@[^\s@'\"<>(),:;]+")
 
 
 async def send_email(ctx: dict[str, Any], outbox_id: int) -> str:
@@ -89,7 +97,9 @@ async def _deliver(pool: asyncpg.Pool, settings: Settings, row: asyncpg.Record) 
     except Exception as exc:  # noqa: BLE001 - every outcome is recorded on the row
         error = _describe(exc)
         if not is_transient(exc):
-            logger.exception("email %s (%s) failed permanently: %s", row["id"], row["template"], error)
+            # A traceback helps with a broken template; an SMTP refusal's would only repeat the address.
+            logger.error("email %s (%s) failed permanently: %s", row["id"], row["template"], error,
+                         exc_info=not isinstance(exc, aiosmtplib.SMTPException))
             return await _fail(pool, row, error)
         if row["attempts"] >= MAX_ATTEMPTS:
             return await _fail(pool, row, f"gave up after {row['attempts']} attempts: {error}")
@@ -97,13 +107,13 @@ async def _deliver(pool: asyncpg.Pool, settings: Settings, row: asyncpg.Record) 
         delay = BACKOFF[min(row["attempts"], len(BACKOFF)) - 1]
         logger.warning("email %s: attempt %s failed (%s), retrying in %ss", row["id"], row["attempts"], error, delay)
         raise Retry(defer=delay) from exc
-    await pool.execute(MARK_SENT, row["id"])
-    logger.info("email %s (%s) sent to %s", row["id"], row["template"], row["to_address"])
+    await pool.execute(MARK_SENT, row["id"], SECRET_KEYS)
+    logger.info("email %s (%s) sent to user %s", row["id"], row["template"], row["user_id"])
     return "sent"
 
 
 async def _fail(pool: asyncpg.Pool, row: asyncpg.Record, error: str) -> str:
-    await pool.execute(FAIL_EMAIL, row["id"], row["attempts"], error[:ERROR_MAX_CHARS])
+    await pool.execute(FAIL_EMAIL, row["id"], row["attempts"], error[:ERROR_MAX_CHARS], SECRET_KEYS)
     logger.error("email %s (%s) marked failed: %s", row["id"], row["template"], error)
     return "failed"
 
@@ -122,4 +132,4 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def _describe(exc: BaseException) -> str:
-    return (f"{type(exc).__name__}: {exc}")[:ERROR_MAX_CHARS]
+    return _ADDRESS.sub("<recipient>", f"{type(exc).__name__}: {exc}")[:ERROR_MAX_CHARS]

@@ -1,4 +1,5 @@
-"""Outbox sweeper (cron, every minute): re-enqueue mails whose send job was lost.
+"""Outbox sweeper (cron, every minute): re-enqueue mails whose send job was lost. Outbox retention
+(cron, every five minutes): scrub credentials the sweeper can no longer send, purge old rows.
 
 A job is lost when Redis was down at enqueue time, the queue was flushed, arq gave up retrying, or a
 worker died holding the claim. The row in PostgreSQL is the durable record; this puts it back in arq.
@@ -14,11 +15,13 @@ from arq.connections import ArqRedis
 
 from shared import jobs
 from shared.config import Settings
+from shared.outbox import SECRET_KEYS
 from worker.jobs.email import BACKOFF, LEASE
 
 logger = logging.getLogger("app.worker.outbox")
 
 SWEEP_JOB_NAME = "sweep_outbox"
+RETENTION_JOB_NAME = "outbox_retention"
 # How long a fresh row may wait for its first job (enqueued right after the commit) before we step in.
 GRACE = timedelta(seconds=60)
 SWEEP_BATCH = 500
@@ -68,3 +71,32 @@ async def _enqueue(redis: ArqRedis, outbox_id: int, attempts: int) -> int:
     # while sweeping the same unchanged row again dedups against the job already queued.
     job = await redis.enqueue_job(jobs.SEND_EMAIL, outbox_id, _job_id=f"email:{outbox_id}:{attempts}")
     return 0 if job is None else 1
+
+
+# An unsent mail whose token has expired would only deliver a dead link: fail it, and drop the token.
+EXPIRE_UNSENT_SECRETS = """
+UPDATE email_outbox
+SET status = 'failed', context = context - $1::text[], last_error = 'its one-time token expired before it was sent'
+WHERE secrets_expire_at < now() AND status IN ('pending', 'sending')
+"""
+PURGE_FINISHED = """
+DELETE FROM email_outbox WHERE id = ANY (ARRAY(
+    SELECT o.id FROM email_outbox AS o
+    WHERE o.status IN ('sent', 'failed') AND o.created_at < now() - $1::interval LIMIT $2))
+"""
+PURGE_BATCH = 5000
+
+
+async def outbox_retention(ctx: dict[str, Any]) -> dict[str, int]:
+    """Scrub expired credentials from unsent rows; delete sent and failed rows older than OUTBOX_RETENTION_DAYS.
+
+    Idempotent, safe to run concurrently; a purge larger than PURGE_BATCH finishes on later runs.
+    """
+    settings: Settings = ctx["settings"]
+    pool = ctx["db"].write
+    expired = await pool.execute(EXPIRE_UNSENT_SECRETS, SECRET_KEYS)
+    purged = await pool.execute(PURGE_FINISHED, timedelta(days=settings.outbox_retention_days), PURGE_BATCH)
+    result = {"expired": int(expired.split()[-1]), "purged": int(purged.split()[-1])}
+    if any(result.values()):
+        logger.info("outbox retention: %(expired)s unsent mails expired, %(purged)s old rows deleted", result)
+    return result
