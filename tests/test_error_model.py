@@ -1,0 +1,36 @@
+"""Every 422 has one shape, errors: {"dotted.path": ["message", ...]}, whatever the nesting."""
+from __future__ import annotations
+
+from tests.helpers import assert_problem
+
+
+async def test_a_bad_list_item_is_reported_by_its_index(client, make_user):
+    user = await make_user()
+    response = await client.post("/api/v1/tasks", json={"title": "t", "tags": ["ok", "x" * 51, ""]},
+                                 headers=user.headers)
+    body = await assert_problem(response, 422)
+    assert set(body["errors"]) == {"tags.1", "tags.2"}
+    assert all(isinstance(m, str) for m in body["errors"]["tags.1"])
+
+
+async def test_nested_export_filters_are_dotted(client, make_user):
+    user = await make_user()
+    response = await client.post("/api/v1/exports", headers=user.headers, json={
+        "format": "csv", "filters": {"status": ["todo", "nope"], "no_such_filter": 1}})
+    body = await assert_problem(response, 422)
+    assert set(body["errors"]) == {"filters.status.1", "filters.no_such_filter"}
+    wrong_type = await client.post("/api/v1/exports", headers=user.headers, json={"format": "csv", "filters": 5})
+    assert set((await assert_problem(wrong_type, 422))["errors"]) == {"filters"}
+
+
+async def test_a_query_list_item_is_dotted_too(client, make_user):
+    user = await make_user()
+    response = await client.get("/api/v1/tasks?status=todo&status=bogus", headers=user.headers)
+    body = await assert_problem(response, 422)
+    assert set(body["errors"]) == {"status.1"}
+
+
+async def test_the_whole_body_is_underscore_schema(client):
+    response = await client.post("/api/v1/auth/login", json=["not", "an", "object"])
+    body = await assert_problem(response, 422)
+    assert body["errors"] == {"_schema": ["Expected a JSON object"]}
