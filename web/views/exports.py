@@ -19,6 +19,7 @@ from web.views.tasks import TaskFilterSchema
 
 JSON_TYPE = "application/json; charset=utf-8"
 CREATE_SCOPE = "POST /api/v1/exports"
+EXPORT_KINDS = (exports.EXPORT,)
 
 
 class ExportFiltersSchema(TaskFilterSchema):
@@ -91,12 +92,14 @@ def job_id(request: web.Request) -> int:
     return int(request.match_info["id"])
 
 
-async def visible_job(request: web.Request) -> asyncpg.Record:
-    """The job in the URL if the caller may see it (owner or admin), else 404. Primary: it was just created."""
+async def visible_job(request: web.Request, kinds: tuple[str, ...]) -> asyncpg.Record:
+    """The job in the URL if it is of ``kinds`` and the caller may see it (owner or admin), else 404.
+
+    Primary: it was just created."""
     auth = await authenticate(request)
     async with request.app[DB].write.acquire() as conn:
         return await exports.get_job_for_user(conn, job_id=job_id(request), user_id=auth.user_id,
-                                              is_admin=auth.is_admin)
+                                              is_admin=auth.is_admin, kinds=kinds)
 
 
 async def file_response(request: web.Request, job: asyncpg.Record) -> web.StreamResponse:
@@ -175,7 +178,7 @@ async def get_export(request: web.Request) -> web.Response:
       401: {$ref: '#/components/responses/Problem401'}
       404: {$ref: '#/components/responses/Problem404'}
     """
-    return json_response(exports.job_out(await visible_job(request)))
+    return json_response(exports.job_out(await visible_job(request, EXPORT_KINDS)))
 
 
 async def download_export(request: web.Request) -> web.StreamResponse:
@@ -195,7 +198,7 @@ async def download_export(request: web.Request) -> web.StreamResponse:
       409: {$ref: '#/components/responses/Problem409'}
       410: {$ref: '#/components/responses/Problem410'}
     """
-    return await file_response(request, await visible_job(request))
+    return await file_response(request, await visible_job(request, EXPORT_KINDS))
 
 
 def setup_routes(app: web.Application) -> None:

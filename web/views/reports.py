@@ -108,7 +108,7 @@ async def get_report(request: web.Request) -> web.Response:
       401: {$ref: '#/components/responses/Problem401'}
       404: {$ref: '#/components/responses/Problem404'}
     """
-    return json_response(exports.job_out(await visible_job(request)))
+    return json_response(exports.job_out(await visible_job(request, exports.REPORT_KINDS)))
 
 
 async def download_report(request: web.Request) -> web.StreamResponse:
@@ -126,7 +126,7 @@ async def download_report(request: web.Request) -> web.StreamResponse:
       409: {$ref: '#/components/responses/Problem409'}
       410: {$ref: '#/components/responses/Problem410'}
     """
-    return await file_response(request, await visible_job(request))
+    return await file_response(request, await visible_job(request, exports.REPORT_KINDS))
 
 
 async def summary_page(request: web.Request) -> web.Response:
