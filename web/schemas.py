@@ -40,6 +40,25 @@ def validate_password(value: str) -> None:
     NEW_PASSWORD(value)
 
 
+class JsonBoolean(fields.Boolean):
+    """A JSON true or false, nothing else: marshmallow's Boolean also takes 1, "yes", "on"... which the
+    document (type: boolean) does not allow."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+class QueryBoolean(fields.Boolean):
+    """A query-string boolean: exactly ``true`` or ``false``, as OpenAPI serialises one."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> bool:
+        if value not in ("true", "false"):
+            raise self.make_error("invalid")
+        return value == "true"
+
+
 class TrimmedSchema(Schema):
     """Strips surrounding white space from the string fields named in ``Meta.trim``."""
 

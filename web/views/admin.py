@@ -10,7 +10,7 @@ from web.auth import require_admin
 from web.keys import DB, SETTINGS
 from web.openapi import api, ok
 from web.request import json_response, load_json, load_query
-from web.schemas import Text, UserOutSchema, UserPageSchema, cursor_field, limit_field
+from web.schemas import JsonBoolean, QueryBoolean, Text, UserOutSchema, UserPageSchema, cursor_field, limit_field
 
 ROLES = validate.OneOf(["user", "admin"])
 ADMIN_TAG = ("admin",)
@@ -19,14 +19,14 @@ ADMIN_TAG = ("admin",)
 class AdminUserQuerySchema(Schema):
     q = Text(load_default=None, validate=validate.Length(min=1, max=200))
     role = Text(load_default=None, validate=ROLES)
-    is_active = fields.Boolean(load_default=None)
+    is_active = QueryBoolean(load_default=None)
     limit = limit_field()
     cursor = cursor_field()
 
 
 class AdminUserUpdateSchema(Schema):
     role = Text(validate=ROLES)
-    is_active = fields.Boolean()
+    is_active = JsonBoolean()
 
 
 class AdminStatsSchema(Schema):

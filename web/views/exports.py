@@ -15,7 +15,7 @@ from web.auth import AuthContext, authenticate
 from web.keys import ARQ, DB, SETTINGS
 from web.openapi import api, ok
 from web.request import dumps, json_response, load_json, load_query, read_json
-from web.schemas import cursor_field, limit_field
+from web.schemas import JsonBoolean, cursor_field, limit_field
 from web.views.tasks import TaskFilterSchema
 
 JSON_TYPE = "application/json; charset=utf-8"
@@ -31,6 +31,7 @@ class ExportFiltersSchema(TaskFilterSchema):
     """The task list's filters and sort, as a JSON object; `status` and `priority` take a list or one value."""
 
     sort = fields.String(load_default=DEFAULT_SORT, validate=validate.OneOf(tasks.SORTS))
+    overdue = JsonBoolean()
 
     @pre_load
     def _one_or_many(self, data: Any, **_: Any) -> Any:

@@ -17,7 +17,7 @@ from web.auth import AuthContext, authenticate
 from web.keys import DB, REDIS, SETTINGS
 from web.openapi import api, ok
 from web.request import load_json, load_query, read_json
-from web.schemas import Text, cursor_field, limit_field
+from web.schemas import QueryBoolean, Text, cursor_field, limit_field
 
 logger = logging.getLogger("app.web.tasks")
 
@@ -133,7 +133,7 @@ class TaskFilterSchema(Schema):
              metadata={"description": "Words that must all occur in title or description (case-insensitive)"})
     due_before = Rfc3339DateTime(query=True)
     due_after = Rfc3339DateTime(query=True)
-    overdue = fields.Boolean()
+    overdue = QueryBoolean()
 
     @validates("q")
     def _few_words(self, value: str, **kwargs: Any) -> None:
