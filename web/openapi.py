@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import inspect
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Literal, TypeVar
 
 from aiohttp import web
@@ -21,17 +21,16 @@ from marshmallow import Schema
 from swagger_ui.core import ApplicationDocument
 from swagger_ui.handlers.aiohttp import handler as swagger_ui_handler
 
-from shared.idempotency import HEADER as IDEMPOTENCY_HEADER
+from shared.idempotency import HEADER as IDEMPOTENCY_HEADER, KEY_PATTERN
+from shared.tasks import MAX_ID
 from web.request import json_response
 from web.schemas import ProblemSchema
 
 SPEC_URL = "/api/v1/openapi.json"
 DOCS_PREFIX = "/api/docs"
 OPENAPI_KEY = web.AppKey("openapi", dict)
-MAX_ID = 2**63 - 1
 PROBLEM_STATUSES = (400, 401, 403, 404, 409, 410, 412, 413, 415, 422, 429)
-# Visible ASCII, 1..255 (shared.idempotency enforces the same).
-IDEMPOTENCY_KEY = {"type": "string", "pattern": "^[!-~]{1,255}$",
+IDEMPOTENCY_KEY = {"type": "string", "pattern": KEY_PATTERN,
                    "description": "Replays the first response for 24 h; a UUID is a good choice"}
 RATE_LIMIT_HEADERS = {
     "RateLimit-Limit": {"description": "Requests allowed in the window", "schema": {"type": "integer"}},
@@ -55,7 +54,6 @@ class Traits:
     idempotent: bool = False  # Idempotency-Key: 409 while the first request runs, 422 on another body
     rate_limited: bool = False  # per-address/email limits of the public auth routes (bearer routes always are)
     errors: tuple[int, ...] = ()  # domain errors of this operation alone (409 duplicate email, 410 expired...)
-    extra: dict[str, Any] = field(default_factory=dict)  # raw OpenAPI, e.g. an extra header parameter
 
 
 def api(**traits: Any) -> Callable[[Handler], Handler]:
@@ -139,7 +137,7 @@ def operation(route: web.AbstractRoute, traits: Traits) -> dict[str, Any]:
     if traits.body is not None:
         op["requestBody"] = {"required": traits.body_required,
                              "content": {"application/json": {"schema": traits.body}}}
-    return {**op, **traits.extra}
+    return op
 
 
 def _links(paths: dict[str, dict[str, Any]]) -> None:
