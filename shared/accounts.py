@@ -19,7 +19,8 @@ from shared.config import Settings
 from shared.db import Database
 from shared.errors import Conflict, Forbidden, ServiceUnavailable, Unauthorized, field_error
 from shared.logs import request_id_var
-from shared.security import create_access_token, hash_password, new_token, token_digest, verify_password
+from shared.security import (create_access_token, hash_password, needs_rehash, new_token, token_digest,
+                             verify_password)
 
 logger = logging.getLogger("app.accounts")
 
@@ -78,6 +79,8 @@ MARK_VERIFIED = "UPDATE users SET email_verified = true, updated_at = now() WHER
 SET_PASSWORD = """
 UPDATE users SET password_hash = $2, email_verified = email_verified OR $3, updated_at = now() WHERE id = $1
 """
+# Compare-and-set: a password changed meanwhile (reset, another login's upgrade) is not overwritten.
+REHASH_PASSWORD = "UPDATE users SET password_hash = $2 WHERE id = $1 AND password_hash = $3"
 SELECT_PASSWORD_HASH = "SELECT password_hash FROM users WHERE id = $1"
 UPDATE_NAME = "UPDATE users SET name = $2, updated_at = now() WHERE id = $1"
 
@@ -133,7 +136,7 @@ async def _queue_token_mail(conn: asyncpg.Connection, settings: Settings, *, use
 async def register(db: Database, arq: ArqRedis, settings: Settings, *, email: str, password: str,
                    name: str = "") -> dict[str, Any]:
     """Create the account and queue its verification mail in the same transaction."""
-    password_hash = await hash_password(password, settings.bcrypt_rounds)
+    password_hash = await hash_password(password, settings)
     async with db.write.acquire() as conn, conn.transaction():
         user = await create_user(conn, email=email, password_hash=password_hash, name=name)
         mail_id = await _queue_token_mail(conn, settings, user=user, purpose="verify_email", ttl=VERIFY_TTL,
@@ -156,12 +159,16 @@ async def login(db: Database, settings: Settings, *, email: str, password: str) 
     """Same 401, and the same bcrypt cost, whether the email or the password is wrong."""
     async with db.write.acquire() as conn:
         row = await conn.fetchrow(SELECT_LOGIN, email)
-    if not await verify_password(password, row["password_hash"] if row else None, settings.bcrypt_rounds):
+    if not await verify_password(password, row["password_hash"] if row else None, settings):
         raise Unauthorized("Invalid email or password", error="invalid_grant")
     assert row is not None
     if not row["is_active"]:
         raise Forbidden("This account has been deactivated")
+    # The one moment the plain password is at hand: upgrade a legacy format or an outdated cost.
+    new_hash = await hash_password(password, settings) if needs_rehash(row["password_hash"], settings) else None
     async with db.write.acquire() as conn, conn.transaction():
+        if new_hash is not None:
+            await conn.execute(REHASH_PASSWORD, row["id"], new_hash, row["password_hash"])
         return await _start_session(conn, settings, row["id"])
 
 
@@ -194,8 +201,8 @@ async def logout(db: Database, *, user_id: int, session_id: str, refresh_token: 
 
 async def _consume(conn: asyncpg.Connection, token: str, purpose: str) -> int:
     user_id = await conn.fetchval(CONSUME_ONE_TIME, token_digest(token), purpose)
-    if user_id is None:
-        raise field_error("token", "Invalid, used or expired token")
+    if user_id is None:  # like any token that is not live: 401 (API.md), whatever the string looks like
+        raise Unauthorized("The token is invalid, used or expired")
     return int(user_id)
 
 
@@ -247,7 +254,7 @@ async def queue_password_reset(db: Database, settings: Settings, *, email: str, 
 
 async def confirm_password_reset(db: Database, settings: Settings, *, token: str, password: str) -> None:
     """Set the new password and end every session of that user (the link proves the mailbox, too)."""
-    password_hash = await hash_password(password, settings.bcrypt_rounds)
+    password_hash = await hash_password(password, settings)
     async with db.write.acquire() as conn, conn.transaction():
         user_id = await _consume(conn, token, "password_reset")
         await conn.execute(SET_PASSWORD, user_id, password_hash, True)
@@ -263,9 +270,9 @@ async def update_me(db: Database, settings: Settings, *, user_id: int, session_i
             raise field_error("current_password", "Required to set a new password")
         async with db.write.acquire() as conn:
             current_hash = await conn.fetchval(SELECT_PASSWORD_HASH, user_id)
-        if not await verify_password(changes["current_password"], current_hash, settings.bcrypt_rounds):
+        if not await verify_password(changes["current_password"], current_hash, settings):
             raise field_error("current_password", "Incorrect password")
-        new_hash = await hash_password(changes["password"], settings.bcrypt_rounds)
+        new_hash = await hash_password(changes["password"], settings)
     async with db.write.acquire() as conn, conn.transaction():
         if "name" in changes:
             await conn.execute(UPDATE_NAME, user_id, changes["name"])

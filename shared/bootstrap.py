@@ -5,7 +5,7 @@ import asyncpg
 from marshmallow import ValidationError, fields
 
 from shared.config import Settings
-from shared.security import BCRYPT_MAX_BYTES, PASSWORD_MAX, PASSWORD_MIN, hash_password
+from shared.security import PASSWORD_MAX, PASSWORD_MIN, hash_password
 
 UPSERT_ADMIN = """
 INSERT INTO users (email, password_hash, role, email_verified)
@@ -21,9 +21,8 @@ def check_credentials(email: str, password: str) -> str:
         email = fields.Email().deserialize(email.strip()).lower()
     except ValidationError:
         raise ValueError(f"not a valid email address: {email!r}") from None
-    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX or len(password.encode()) > BCRYPT_MAX_BYTES:
-        raise ValueError(f"the password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters "
-                         f"and at most {BCRYPT_MAX_BYTES} bytes")
+    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        raise ValueError(f"the password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters")
     return email
 
 
@@ -33,7 +32,7 @@ async def create_admin(settings: Settings, *, email: str, password: str) -> bool
     :return: True when a new account was created.
     """
     email = check_credentials(email, password)
-    password_hash = await hash_password(password, settings.bcrypt_rounds)
+    password_hash = await hash_password(password, settings)
     conn = await asyncpg.connect(settings.database_url)
     try:
         return bool(await conn.fetchval(UPSERT_ADMIN, email, password_hash))

@@ -58,10 +58,12 @@ class UnsupportedMediaType(AppError):
 
 
 class ValidationFailed(AppError):
+    """422. ``errors`` may be nested (marshmallow's shape); the response always carries it flat."""
+
     status, slug, title = 422, "validation-error", "Unprocessable Content"
 
-    def __init__(self, errors: Mapping[str, Any], detail: str = "The request has invalid fields") -> None:
-        super().__init__(detail, errors=errors)
+    def __init__(self, errors: Mapping[Any, Any], detail: str = "The request has invalid fields") -> None:
+        super().__init__(detail, errors=flatten_errors(errors))
 
 
 class RateLimited(AppError):
@@ -74,3 +76,27 @@ class ServiceUnavailable(AppError):
 
 def field_error(field: str, message: str) -> ValidationFailed:
     return ValidationFailed({field: [message]})
+
+
+def flatten_errors(errors: Any, prefix: str = "") -> dict[str, list[str]]:
+    """The contract's one error shape, ``{"dotted.path": ["message", ...]}``, from any nesting.
+
+    List items are numbered (``tags.0``), nested objects dotted (``filters.status.1``); a nested
+    ``_schema`` (the object as a whole) belongs to its parent's path; a top-level one stays ``_schema``.
+    """
+    flat: dict[str, list[str]] = {}
+    if isinstance(errors, Mapping):
+        for key, value in errors.items():
+            name = str(key)
+            path = prefix if name == "_schema" and prefix else f"{prefix}.{name}" if prefix else name
+            for field, messages in flatten_errors(value, path).items():
+                flat.setdefault(field, []).extend(messages)
+        return flat
+    messages = errors if isinstance(errors, (list, tuple)) else [errors]
+    for message in messages:
+        if isinstance(message, Mapping):
+            for field, nested in flatten_errors(message, prefix).items():
+                flat.setdefault(field, []).extend(nested)
+        else:
+            flat.setdefault(prefix or "_schema", []).append(str(message))
+    return flat

@@ -41,8 +41,10 @@ INSERT INTO jobs AS j (owner_id, kind, format, params, request_id)
 VALUES ($1, $2, $3, $4, $5)
 RETURNING {JOB_COLUMNS}
 """
-# The single owner check: $3 (is admin) lets an admin see every job.
-SELECT_JOB_FOR_USER = f"SELECT {JOB_COLUMNS} FROM jobs AS j WHERE j.id = $1 AND (j.owner_id = $2 OR $3)"
+# The single owner check: $3 (is admin) lets an admin see every job; $4 the kinds the URL serves.
+SELECT_JOB_FOR_USER = f"""
+SELECT {JOB_COLUMNS} FROM jobs AS j WHERE j.id = $1 AND (j.owner_id = $2 OR $3) AND j.kind = ANY($4::text[])
+"""
 SELECT_JOB_PAGE = f"""
 SELECT {JOB_COLUMNS} FROM jobs AS j
 WHERE j.owner_id = $1 AND ($2::bigint IS NULL OR j.id < $2)
@@ -83,12 +85,16 @@ async def enqueue(arq: ArqRedis, job: asyncpg.Record | dict[str, Any]) -> None:
         logger.warning("could not enqueue job %s; the job sweeper will", job["id"], exc_info=True)
 
 
-async def get_job_for_user(conn: asyncpg.Connection, *, job_id: int, user_id: int,
-                           is_admin: bool) -> asyncpg.Record:
-    """The job if ``user_id`` owns it or is an admin; otherwise NotFound (never revealing that it exists)."""
+async def get_job_for_user(conn: asyncpg.Connection, *, job_id: int, user_id: int, is_admin: bool,
+                           kinds: tuple[str, ...]) -> asyncpg.Record:
+    """The job if ``user_id`` owns it or is an admin and it is of one of ``kinds``; otherwise NotFound.
+
+    :param kinds: ``(EXPORT,)`` under /exports, ``REPORT_KINDS`` under /reports: a job of the other
+        kind is as absent as a missing one (its own URL is the one in ``Location``).
+    """
     if not 1 <= job_id <= MAX_ID:
         raise NotFound("No such job")
-    job = await conn.fetchrow(SELECT_JOB_FOR_USER, job_id, user_id, is_admin)
+    job = await conn.fetchrow(SELECT_JOB_FOR_USER, job_id, user_id, is_admin, list(kinds))
     if job is None:
         raise NotFound("No such job")
     return job

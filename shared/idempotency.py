@@ -24,7 +24,9 @@ from shared.errors import Conflict, ValidationFailed
 
 TTL_HOURS = 24
 HEADER = "Idempotency-Key"
-_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, as Stripe and the IETF draft suggest
+# Visible ASCII, as Stripe and the IETF draft suggest; the OpenAPI document states this very pattern.
+KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+_KEY = re.compile(KEY_PATTERN)
 CLEANUP_BATCH = 5000
 
 TRY_LOCK = "SELECT pg_try_advisory_xact_lock($1)"

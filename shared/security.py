@@ -1,8 +1,10 @@
-"""Passwords (bcrypt, off the event loop), JWT access tokens, opaque hashed tokens."""
+"""Passwords (HMAC pre-hash + bcrypt, off the event loop), JWT access tokens, opaque hashed tokens."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import hmac
 import secrets
 import time
 import uuid
@@ -17,13 +19,29 @@ from shared.errors import Unauthorized
 
 JWT_ALGORITHM = "HS256"
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
-BCRYPT_MAX_BYTES = 72  # bcrypt 5 raises ValueError beyond this; validation refuses it first
+BCRYPT_MAX_BYTES = 72  # bcrypt 5 raises ValueError beyond this: why passwords are pre-hashed
+# Stored hash formats. Legacy rows are plain bcrypt over the UTF-8 password ("$2b$..."); current ones are
+# "td2$" + bcrypt over base64(HMAC-SHA-256(pepper, password)): 44 ASCII bytes whatever the password, so
+# 128 four-byte characters fit bcrypt's 72 and no NUL reaches it. A legacy hash is upgraded on login.
+HASH_PREFIX = "td2$"
+_PEPPER_LABEL = b"taskdeck password pre-hash v2"
 
 
-async def hash_password(password: str, rounds: int) -> str:
-    salt = bcrypt.gensalt(rounds)
-    hashed = await asyncio.to_thread(bcrypt.hashpw, password.encode(), salt)
-    return hashed.decode()
+@lru_cache(maxsize=8)
+def _pepper(secret_key: str) -> bytes:
+    """A key of its own for passwords, derived from SECRET_KEY (the JWT key is never used directly)."""
+    return hmac.new(secret_key.encode(), _PEPPER_LABEL, hashlib.sha256).digest()
+
+
+def _prehash(password: str, secret_key: str) -> bytes:
+    digest = hmac.new(_pepper(secret_key), password.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+    return base64.b64encode(digest)
+
+
+async def hash_password(password: str, settings: Settings) -> str:
+    salt = bcrypt.gensalt(settings.bcrypt_rounds)
+    hashed = await asyncio.to_thread(bcrypt.hashpw, _prehash(password, settings.secret_key), salt)
+    return HASH_PREFIX + hashed.decode()
 
 
 @lru_cache(maxsize=4)
@@ -31,14 +49,35 @@ def _dummy_hash(rounds: int) -> bytes:
     return bcrypt.hashpw(secrets.token_bytes(16).hex().encode(), bcrypt.gensalt(rounds))
 
 
-async def verify_password(password: str, password_hash: str | None, rounds: int) -> bool:
-    """Check ``password``; with no hash (unknown user) check a dummy so timing reveals nothing."""
-    secret = password.encode()
-    if len(secret) > BCRYPT_MAX_BYTES:  # can never match a stored hash; spend the time anyway
-        secret, password_hash = secret[:BCRYPT_MAX_BYTES], None
-    target = password_hash.encode() if password_hash else await asyncio.to_thread(_dummy_hash, rounds)
-    ok = await asyncio.to_thread(bcrypt.checkpw, secret, target)
-    return ok and password_hash is not None
+def _candidate(password: str, password_hash: str, secret_key: str) -> tuple[bytes, bytes] | None:
+    """What bcrypt compares for this stored format, or None when the password can never match it."""
+    if password_hash.startswith(HASH_PREFIX):
+        return _prehash(password, secret_key), password_hash[len(HASH_PREFIX):].encode()
+    secret = password.encode("utf-8", "surrogatepass")  # legacy: the raw password, at most 72 bytes
+    if len(secret) > BCRYPT_MAX_BYTES or not password_hash.startswith("$2"):
+        return None
+    return secret, password_hash.encode()
+
+
+async def verify_password(password: str, password_hash: str | None, settings: Settings) -> bool:
+    """Check ``password``; with no usable hash (unknown user) check a dummy so timing reveals nothing."""
+    candidate = _candidate(password, password_hash, settings.secret_key) if password_hash else None
+    if candidate is None:
+        dummy = await asyncio.to_thread(_dummy_hash, settings.bcrypt_rounds)
+        await asyncio.to_thread(bcrypt.checkpw, _prehash(password, settings.secret_key), dummy)
+        return False
+    try:
+        return await asyncio.to_thread(bcrypt.checkpw, *candidate)
+    except ValueError:  # a corrupt stored hash: a failed login, not a 500
+        return False
+
+
+def needs_rehash(password_hash: str, settings: Settings) -> bool:
+    """True for a legacy format or a cost other than BCRYPT_ROUNDS: rehash after the next good login."""
+    if not password_hash.startswith(HASH_PREFIX):
+        return True
+    parts = password_hash[len(HASH_PREFIX):].split("$")
+    return len(parts) < 4 or parts[2] != f"{settings.bcrypt_rounds:02d}"
 
 
 def new_token() -> tuple[str, bytes]:
@@ -48,7 +87,7 @@ def new_token() -> tuple[str, bytes]:
 
 
 def token_digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,7 @@ def make_user(db: asyncpg.Connection, settings: Settings) -> Any:
     async def make(email: str | None = None, *, password: str = "correct horse battery", role: str = "user",
                    name: str = "", verified: bool = True, active: bool = True) -> TestUser:
         email = email or f"user{next(counter)}@example.com"
-        password_hash = await hash_password(password, settings.bcrypt_rounds)
+        password_hash = await hash_password(password, settings)
         user_id = await db.fetchval(
             "INSERT INTO users (email, name, password_hash, role, email_verified, is_active) "
             "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id", email.lower(), name, password_hash, role, verified, active)

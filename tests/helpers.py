@@ -5,15 +5,18 @@ from typing import Any
 
 
 async def assert_problem(response: Any, status: int, field: str | None = None) -> dict[str, Any]:
-    """The response is an RFC 9457 problem with ``status`` (and a message for ``field`` when given)."""
+    """The response is an RFC 9457 problem with ``status`` (and a message for ``field`` or inside it, when given)."""
     body = await response.json(content_type=None)
     assert response.status == status, body
     assert response.content_type == "application/problem+json"
     assert body["status"] == status and body["title"] and body["type"] and body["detail"]
     assert body["request_id"] == response.headers["X-Request-ID"]
     assert "Traceback" not in str(body)
-    if field is not None:
-        assert field in body["errors"], body
+    if "errors" in body:  # the one error shape: {"dotted.path": ["message", ...]}
+        assert body["errors"] and all(isinstance(k, str) and v and isinstance(v, list) and
+                                      all(isinstance(m, str) for m in v) for k, v in body["errors"].items()), body
+    if field is not None:  # the field itself or something inside it (``tags`` matches ``tags.0``)
+        assert any(path == field or path.startswith(field + ".") for path in body["errors"]), body
     if status == 401:
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
     return body

@@ -111,9 +111,6 @@ async def test_browsers_get_an_html_error_page_outside_the_api(client):
     (REGISTER, {"email": "a@example.com", "password": "nul\u0000 in password"}, "password"),
     (REGISTER, {"email": "a\u0000@example.com", "password": "long enough"}, "email"),
     ("/api/v1/auth/login", {"email": "a@example.com", "password": "\udfff"}, "password"),
-    ("/api/v1/auth/refresh", {"refresh_token": "\ud800"}, "refresh_token"),
-    ("/api/v1/auth/verify-email", {"token": "abc\u0000"}, "token"),
-    ("/api/v1/auth/password-reset/confirm", {"token": "\ud800", "password": "long enough"}, "token"),
 ])
 async def test_text_postgres_cannot_store_is_422_not_500(client, path, body, field):
     raw = json.dumps(body).encode()  # json.dumps escapes lone surrogates as \\ud800, as a client would

@@ -196,3 +196,18 @@ async def test_job_counts_by_status_for_admin_stats(client: Any, make_user: Any,
     await db.execute("UPDATE jobs SET status = 'failed' WHERE id = (SELECT min(id) FROM jobs)")
 
     assert await exports.job_counts_by_status(db) == {"queued": 2, "running": 0, "succeeded": 0, "failed": 1}
+
+
+async def test_each_path_serves_only_its_own_kind_of_job(client: Any, make_user: Any, settings: Any) -> None:
+    user, admin = await make_user(), await make_user(role="admin")
+    export = await create_job(client, user, format="csv")
+    report = await create_job(client, user, "/api/v1/reports", kind="summary")
+    await run_jobs(settings)
+    for caller in (user, admin):
+        assert (await client.get(f"{EXPORTS}/{export['id']}", headers=caller.headers)).status == 200
+        assert (await client.get(f"/api/v1/reports/{report['id']}", headers=caller.headers)).status == 200
+        assert (await client.get(f"/api/v1/reports/{report['id']}/download", headers=caller.headers)).status == 200
+        for wrong in (f"/api/v1/reports/{export['id']}", f"/api/v1/reports/{export['id']}/download",
+                      f"{EXPORTS}/{report['id']}", f"{EXPORTS}/{report['id']}/download"):
+            body = await assert_problem(await client.get(wrong, headers=caller.headers), 404)
+            assert body["detail"] == "No such job"

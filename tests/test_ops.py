@@ -71,11 +71,17 @@ async def test_openapi_document_is_valid_3_1_and_covers_every_api_route(client):
     assert "password" not in spec["components"]["schemas"]["UserOut"]["properties"]
 
 
-async def test_docs_page_is_served_from_local_files(client):
-    page = await (await client.get("/api/docs")).text()
+async def test_docs_page_is_served_from_local_files_and_loads_the_one_document(client):
+    response = await client.get("/api/docs")
+    page = await response.text()
+    assert response.status == 200 and response.content_type == "text/html"
     assert "swagger-ui" in page and "cdn" not in page.lower() and "unpkg" not in page.lower()
+    assert 'url: "/api/v1/openapi.json"' in page and "swagger.json" not in page
     asset = await client.get("/api/docs/static/swagger-ui-bundle.js")
     assert asset.status == 200
+    # Nothing serves a second copy of the document.
+    for copy in ("/api/docs/swagger.json", "/api/docs/openapi.json", "/api/docs/editor"):
+        assert (await client.get(copy)).status == 404, copy
 
 
 OPS_TOKEN = "ops-token-0123456789abcdef"

@@ -13,6 +13,7 @@ from marshmallow import Schema, ValidationError
 from shared.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 
 MAX_BODY = 1024 * 1024
+NO_BODY: Any = object()  # an empty body, as opposed to the JSON value null
 
 
 def _reject_constant(name: str) -> None:
@@ -20,7 +21,7 @@ def _reject_constant(name: str) -> None:
 
 
 async def read_json(request: web.Request) -> Any:
-    """The body as JSON: 413 over 1 MiB, 415 when not JSON, 400 when malformed. An empty body is ``{}``."""
+    """The body as JSON: 413 over 1 MiB, 415 when not JSON, 400 when malformed. An empty body is ``NO_BODY``."""
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise PayloadTooLarge("The request body is larger than 1 MiB")
     try:
@@ -28,7 +29,7 @@ async def read_json(request: web.Request) -> Any:
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge("The request body is larger than 1 MiB") from None
     if not raw.strip():
-        return {}
+        return NO_BODY
     mime = request.content_type
     if mime != "application/json" and not mime.endswith("+json"):
         raise UnsupportedMediaType(f"Expected Content-Type application/json, got {mime or 'none'}")
@@ -38,9 +39,16 @@ async def read_json(request: web.Request) -> Any:
         raise BadRequest(f"Malformed JSON: {exc}") from None
 
 
-async def load_json(request: web.Request, schema: Schema) -> dict[str, Any]:
-    """Read the body and load it with ``schema``; validation problems become one 422."""
+async def load_json(request: web.Request, schema: Schema, *, required: bool = True) -> dict[str, Any]:
+    """Read the body and load it with ``schema``; validation problems become one 422.
+
+    ``required`` must match the route's ``body_required`` trait: the document promises what this enforces.
+    """
     data = await read_json(request)
+    if data is NO_BODY:
+        if required:
+            raise ValidationFailed({"_schema": ["A JSON object is required as the request body"]})
+        data = {}
     if not isinstance(data, dict):
         raise ValidationFailed({"_schema": ["Expected a JSON object"]})
     return load(schema, data)
@@ -63,8 +71,7 @@ def load(schema: Schema, data: Any) -> dict[str, Any]:
     try:
         return schema.load(data)
     except ValidationError as exc:
-        messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
-        raise ValidationFailed(messages) from None
+        raise ValidationFailed(exc.messages) from None  # flattened to dotted paths there
 
 
 def json_response(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

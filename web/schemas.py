@@ -6,7 +6,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from shared.security import BCRYPT_MAX_BYTES, PASSWORD_MAX, PASSWORD_MIN
+from shared.security import PASSWORD_MAX, PASSWORD_MIN
 
 
 class Text(fields.String):
@@ -31,16 +31,32 @@ def _encodable(text: str) -> bool:
     return True
 
 
+# Characters (code points), as JSON Schema's maxLength counts them; the pre-hash makes the bytes irrelevant.
+NEW_PASSWORD = validate.Length(PASSWORD_MIN, PASSWORD_MAX)
+
+
 def validate_password(value: str) -> None:
-    """A password we would store: 8..128 characters and, for bcrypt, at most 72 bytes."""
-    if not PASSWORD_MIN <= len(value) <= PASSWORD_MAX:
-        raise ValidationError(f"Length must be between {PASSWORD_MIN} and {PASSWORD_MAX} characters.")
-    validate_password_bytes(value)
+    """A password we would store: 8..128 characters, any characters."""
+    NEW_PASSWORD(value)
 
 
-def validate_password_bytes(value: str) -> None:
-    if len(value.encode("utf-8", "surrogatepass")) > BCRYPT_MAX_BYTES:
-        raise ValidationError(f"Must be at most {BCRYPT_MAX_BYTES} bytes in UTF-8.")
+class JsonBoolean(fields.Boolean):
+    """A JSON true or false, nothing else: marshmallow's Boolean also takes 1, "yes", "on"... which the
+    document (type: boolean) does not allow."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+class QueryBoolean(fields.Boolean):
+    """A query-string boolean: exactly ``true`` or ``false``, as OpenAPI serialises one."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> bool:
+        if value not in ("true", "false"):
+            raise self.make_error("invalid")
+        return value == "true"
 
 
 class TrimmedSchema(Schema):
@@ -70,9 +86,8 @@ class PasswordField(Text):
     """A new password. ``existing=True`` accepts any length (a wrong guess is a 401, not a 422)."""
 
     def __init__(self, existing: bool = False, **kwargs: Any) -> None:
-        checks = [validate.Length(min=1, max=PASSWORD_MAX), validate_password_bytes] if existing \
-            else [validate_password]
-        super().__init__(validate=checks, load_only=True, **kwargs)
+        check = validate.Length(1, PASSWORD_MAX) if existing else NEW_PASSWORD
+        super().__init__(validate=check, load_only=True, **kwargs)
 
 
 class UserOutSchema(Schema):

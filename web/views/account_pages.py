@@ -12,7 +12,7 @@ from aiohttp import web
 from marshmallow import ValidationError
 
 from shared import accounts
-from shared.errors import ValidationFailed
+from shared.errors import Unauthorized
 from web.keys import DB, SETTINGS
 from web.schemas import validate_password
 
@@ -39,7 +39,7 @@ async def submit_verify_email(request: web.Request) -> web.Response:
     token = _token(await request.post())
     try:
         await accounts.verify_email(request.app[DB], token=token)
-    except ValidationFailed:
+    except Unauthorized:
         context = {"error": "This link is invalid, already used or expired. Ask for a new one."}
         return aiohttp_jinja2.render_template("verify_email.html", request, context, status=422)
     return aiohttp_jinja2.render_template("verify_email.html", request, {"done": True})
@@ -57,7 +57,7 @@ async def submit_reset_password(request: web.Request) -> web.Response:
         await accounts.confirm_password_reset(request.app[DB], request.app[SETTINGS], token=token, password=password)
     except ValidationError as exc:
         return _reset_error(request, token, " ".join(map(str, exc.messages)))
-    except ValidationFailed:
+    except Unauthorized:
         return _reset_error(request, "", "This link is invalid, already used or expired. Ask for a new one.")
     return aiohttp_jinja2.render_template("reset_password.html", request, {"done": True})
 

@@ -8,23 +8,25 @@ from shared import accounts, admin
 from shared.errors import NotFound
 from web.auth import require_admin
 from web.keys import DB, SETTINGS
+from web.openapi import api, ok
 from web.request import json_response, load_json, load_query
-from web.schemas import Text, cursor_field, limit_field
+from web.schemas import JsonBoolean, QueryBoolean, Text, UserOutSchema, UserPageSchema, cursor_field, limit_field
 
 ROLES = validate.OneOf(["user", "admin"])
+ADMIN_TAG = ("admin",)
 
 
 class AdminUserQuerySchema(Schema):
     q = Text(load_default=None, validate=validate.Length(min=1, max=200))
     role = Text(load_default=None, validate=ROLES)
-    is_active = fields.Boolean(load_default=None)
+    is_active = QueryBoolean(load_default=None)
     limit = limit_field()
     cursor = cursor_field()
 
 
 class AdminUserUpdateSchema(Schema):
     role = Text(validate=ROLES)
-    is_active = fields.Boolean()
+    is_active = JsonBoolean()
 
 
 class AdminStatsSchema(Schema):
@@ -38,18 +40,10 @@ def _user_id(request: web.Request) -> int:
     return int(request.match_info["id"])
 
 
+@api(tags=ADMIN_TAG, auth="admin", query=AdminUserQuerySchema,
+     responses={200: ok("A page of users", UserPageSchema)})
 async def list_users(request: web.Request) -> web.Response:
-    """Users, newest first; filter by `q` (email or name), `role`, `is_active`.
-    ---
-    tags: [admin]
-    security: [{bearerAuth: []}]
-    parameters: [{in: query, schema: AdminUserQuerySchema}]
-    responses:
-      200: {description: A page of users, content: {application/json: {schema: UserPageSchema}}}
-      401: {$ref: '#/components/responses/Problem401'}
-      403: {$ref: '#/components/responses/Problem403'}
-      422: {$ref: '#/components/responses/Problem422'}
-    """
+    """Users, newest first; filter by `q` (email or name), `role`, `is_active`."""
     await require_admin(request)
     query = load_query(request, AdminUserQuerySchema())
     async with request.app[DB].read().acquire() as conn:
@@ -57,18 +51,9 @@ async def list_users(request: web.Request) -> web.Response:
     return json_response({"items": items, "next_cursor": next_cursor})
 
 
+@api(tags=ADMIN_TAG, auth="admin", responses={200: ok("The user", UserOutSchema)})
 async def get_user(request: web.Request) -> web.Response:
-    """One user.
-    ---
-    tags: [admin]
-    security: [{bearerAuth: []}]
-    parameters: [{in: path, name: id, required: true, schema: {type: integer}}]
-    responses:
-      200: {description: The user, content: {application/json: {schema: UserOutSchema}}}
-      401: {$ref: '#/components/responses/Problem401'}
-      403: {$ref: '#/components/responses/Problem403'}
-      404: {$ref: '#/components/responses/Problem404'}
-    """
+    """One user."""
     await require_admin(request)
     async with request.app[DB].write.acquire() as conn:
         user = await accounts.get_user(conn, user_id=_user_id(request))
@@ -77,20 +62,12 @@ async def get_user(request: web.Request) -> web.Response:
     return json_response(user)
 
 
+@api(tags=ADMIN_TAG, auth="admin", body=AdminUserUpdateSchema, errors=(409,),
+     responses={200: ok("The updated user", UserOutSchema)})
 async def update_user(request: web.Request) -> web.Response:
-    """Change a user's role or deactivate/reactivate them (deactivation ends their sessions at once).
-    ---
-    tags: [admin]
-    security: [{bearerAuth: []}]
-    parameters: [{in: path, name: id, required: true, schema: {type: integer}}]
-    requestBody: {required: true, content: {application/json: {schema: AdminUserUpdateSchema}}}
-    responses:
-      200: {description: The updated user, content: {application/json: {schema: UserOutSchema}}}
-      401: {$ref: '#/components/responses/Problem401'}
-      403: {$ref: '#/components/responses/Problem403'}
-      404: {$ref: '#/components/responses/Problem404'}
-      409: {$ref: '#/components/responses/Problem409'}
-      422: {$ref: '#/components/responses/Problem422'}
+    """Change a user's role or deactivate/reactivate them.
+
+    Deactivation ends their sessions at once; an admin cannot demote or deactivate themselves (409).
     """
     auth = await require_admin(request)
     changes = await load_json(request, AdminUserUpdateSchema())
@@ -99,16 +76,9 @@ async def update_user(request: web.Request) -> web.Response:
     return json_response(user)
 
 
+@api(tags=ADMIN_TAG, auth="admin", responses={200: ok("Counters", AdminStatsSchema)})
 async def get_stats(request: web.Request) -> web.Response:
-    """Counts of users, tasks by status, jobs by state and emails by state.
-    ---
-    tags: [admin]
-    security: [{bearerAuth: []}]
-    responses:
-      200: {description: Counters, content: {application/json: {schema: AdminStatsSchema}}}
-      401: {$ref: '#/components/responses/Problem401'}
-      403: {$ref: '#/components/responses/Problem403'}
-    """
+    """Counts of users, tasks by status, jobs by state and emails by state."""
     await require_admin(request)
     async with request.app[DB].read().acquire() as conn:
         stats = await admin.service_stats(conn)

@@ -2,15 +2,23 @@
 from __future__ import annotations
 
 from aiohttp import web
-from marshmallow import Schema, validate
+from marshmallow import Schema, fields, validate
 
 from shared import accounts
 from web.auth import authenticate, deny
 from web.keys import ARQ, DB, SETTINGS
+from web.openapi import api, ok
 from web.request import json_response, load_json
-from web.schemas import EmailField, PasswordField, Text, TrimmedSchema
+from web.schemas import EmailField, PasswordField, Text, TokenPairSchema, TrimmedSchema, UserOutSchema
 
-TOKEN = validate.Length(min=1, max=200)
+AUTH_TAG = ("auth",)
+
+
+
+def _token(**kwargs: object) -> fields.String:
+    """Any string: a token that is not live (garbage, 10 KB, an access token) is a 401 from the lookup, never a
+    422 from its shape; only a missing or non-string token is a validation error."""
+    return fields.String(metadata={"description": "A token this service issued"}, **kwargs)  # type: ignore[arg-type]
 
 
 class RegisterSchema(TrimmedSchema):
@@ -31,15 +39,15 @@ class LoginSchema(TrimmedSchema):
 
 
 class RefreshSchema(Schema):
-    refresh_token = Text(required=True, validate=TOKEN)
+    refresh_token = _token(required=True)
 
 
 class LogoutSchema(Schema):
-    refresh_token = Text(load_default=None, validate=TOKEN)
+    refresh_token = _token(load_default=None)
 
 
 class VerifyEmailSchema(Schema):
-    token = Text(required=True, validate=TOKEN)
+    token = _token(required=True)
 
 
 class PasswordResetSchema(TrimmedSchema):
@@ -50,114 +58,74 @@ class PasswordResetSchema(TrimmedSchema):
 
 
 class PasswordResetConfirmSchema(Schema):
-    token = Text(required=True, validate=TOKEN)
+    token = _token(required=True)
     password = PasswordField(required=True)
 
 
+TOKEN_PAIR = ok("A token pair", TokenPairSchema, headers=("Cache-Control",))
+
+
+@api(tags=AUTH_TAG, body=RegisterSchema, rate_limited=True, errors=(409,),
+     responses={201: ok("The new user", UserOutSchema, headers=("Location",))})
 async def register(request: web.Request) -> web.Response:
-    """Create an account and send its verification email.
-    ---
-    tags: [auth]
-    requestBody: {required: true, content: {application/json: {schema: RegisterSchema}}}
-    responses:
-      201: {description: The new user, content: {application/json: {schema: UserOutSchema}}}
-      400: {$ref: '#/components/responses/Problem400'}
-      409: {$ref: '#/components/responses/Problem409'}
-      413: {$ref: '#/components/responses/Problem413'}
-      415: {$ref: '#/components/responses/Problem415'}
-      422: {$ref: '#/components/responses/Problem422'}
-    """
+    """Create an account and send its verification email."""
     data = await load_json(request, RegisterSchema())
     user = await accounts.register(request.app[DB], request.app[ARQ], request.app[SETTINGS], **data)
     return json_response(user, status=201, headers={"Location": "/api/v1/users/me"})
 
 
+@api(tags=AUTH_TAG, body=LoginSchema, rate_limited=True, errors=(401, 403), responses={200: TOKEN_PAIR})
 async def login(request: web.Request) -> web.Response:
     """Exchange email and password for an access and a refresh token.
-    ---
-    tags: [auth]
-    requestBody: {required: true, content: {application/json: {schema: LoginSchema}}}
-    responses:
-      200: {description: A token pair, content: {application/json: {schema: TokenPairSchema}}}
-      401: {$ref: '#/components/responses/Problem401'}
-      403: {$ref: '#/components/responses/Problem403'}
-      422: {$ref: '#/components/responses/Problem422'}
+
+    Wrong email and wrong password are the same 401; a deactivated account is 403.
     """
     data = await load_json(request, LoginSchema())
     pair = await accounts.login(request.app[DB], request.app[SETTINGS], **data)
     return json_response(pair.as_dict(), headers={"Cache-Control": "no-store"})
 
 
+@api(tags=AUTH_TAG, body=RefreshSchema, errors=(401,), responses={200: TOKEN_PAIR})
 async def refresh(request: web.Request) -> web.Response:
     """Spend a refresh token for a new pair; reusing a spent one ends that login.
-    ---
-    tags: [auth]
-    requestBody: {required: true, content: {application/json: {schema: RefreshSchema}}}
-    responses:
-      200: {description: A new token pair, content: {application/json: {schema: TokenPairSchema}}}
-      401: {$ref: '#/components/responses/Problem401'}
-      422: {$ref: '#/components/responses/Problem422'}
+
+    Any string that is not a live refresh token is 401; only a missing or non-string one is 422.
     """
     data = await load_json(request, RefreshSchema())
     pair = await accounts.refresh(request.app[DB], request.app[SETTINGS], **data)
     return json_response(pair.as_dict(), headers={"Cache-Control": "no-store"})
 
 
+@api(tags=AUTH_TAG, auth="user", body=LogoutSchema, body_required=False, responses={204: ok("Logged out")})
 async def logout(request: web.Request) -> web.Response:
-    """End this login: the access token is refused from now on, the refresh token revoked.
-    ---
-    tags: [auth]
-    security: [{bearerAuth: []}]
-    requestBody: {required: false, content: {application/json: {schema: LogoutSchema}}}
-    responses:
-      204: {description: Logged out}
-      401: {$ref: '#/components/responses/Problem401'}
-      422: {$ref: '#/components/responses/Problem422'}
-    """
+    """End this login: the access token is refused from now on, the refresh token revoked."""
     auth = await authenticate(request)
-    data = await load_json(request, LogoutSchema())
+    data = await load_json(request, LogoutSchema(), required=False)
     await accounts.logout(request.app[DB], user_id=auth.user_id, session_id=auth.claims.session_id, **data)
     await deny(request, auth.claims)
     return web.Response(status=204)
 
 
+@api(tags=AUTH_TAG, body=VerifyEmailSchema, errors=(401,), responses={204: ok("Verified")})
 async def verify_email(request: web.Request) -> web.Response:
-    """Confirm an email address with the token from the verification mail.
-    ---
-    tags: [auth]
-    requestBody: {required: true, content: {application/json: {schema: VerifyEmailSchema}}}
-    responses:
-      204: {description: Verified}
-      422: {$ref: '#/components/responses/Problem422'}
-    """
+    """Confirm an email address with the token from the verification mail (401 if it is not live)."""
     data = await load_json(request, VerifyEmailSchema())
     await accounts.verify_email(request.app[DB], **data)
     return web.Response(status=204)
 
 
+@api(tags=AUTH_TAG, body=PasswordResetSchema, rate_limited=True, responses={202: ok("Accepted")})
 async def request_password_reset(request: web.Request) -> web.Response:
-    """Mail a reset link if the account exists; the answer is 202 either way.
-    ---
-    tags: [auth]
-    requestBody: {required: true, content: {application/json: {schema: PasswordResetSchema}}}
-    responses:
-      202: {description: Accepted}
-      422: {$ref: '#/components/responses/Problem422'}
-    """
+    """Mail a reset link if the account exists; the answer is 202 either way."""
     data = await load_json(request, PasswordResetSchema())
     await accounts.request_password_reset(request.app[DB], request.app[ARQ], request.app[SETTINGS], **data)
     return web.Response(status=202)
 
 
+@api(tags=AUTH_TAG, body=PasswordResetConfirmSchema, rate_limited=True, errors=(401,),
+     responses={204: ok("Password changed")})
 async def confirm_password_reset(request: web.Request) -> web.Response:
-    """Set a new password with the mailed token; every session of the user ends.
-    ---
-    tags: [auth]
-    requestBody: {required: true, content: {application/json: {schema: PasswordResetConfirmSchema}}}
-    responses:
-      204: {description: Password changed}
-      422: {$ref: '#/components/responses/Problem422'}
-    """
+    """Set a new password with the mailed token (401 if it is not live); every session of the user ends."""
     data = await load_json(request, PasswordResetConfirmSchema())
     await accounts.confirm_password_reset(request.app[DB], request.app[SETTINGS], **data)
     return web.Response(status=204)

@@ -13,18 +13,25 @@ from shared.storage import storage_from_settings
 from shared.task_export import DEFAULT_SORT, filters_to_params
 from web.auth import AuthContext, authenticate
 from web.keys import ARQ, DB, SETTINGS
+from web.openapi import api, ok
 from web.request import dumps, json_response, load_json, load_query, read_json
-from web.schemas import cursor_field, limit_field
+from web.schemas import JsonBoolean, cursor_field, limit_field
 from web.views.tasks import TaskFilterSchema
 
 JSON_TYPE = "application/json; charset=utf-8"
 CREATE_SCOPE = "POST /api/v1/exports"
+EXPORT_KINDS = (exports.EXPORT,)
+TAGS = ("exports",)
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+FILE_ATTACHMENT = ok("The file, as an attachment", headers=("Content-Disposition",),
+                     content={"text/csv": _BINARY, "application/pdf": _BINARY})
 
 
 class ExportFiltersSchema(TaskFilterSchema):
     """The task list's filters and sort, as a JSON object; `status` and `priority` take a list or one value."""
 
     sort = fields.String(load_default=DEFAULT_SORT, validate=validate.OneOf(tasks.SORTS))
+    overdue = JsonBoolean()
 
     @pre_load
     def _one_or_many(self, data: Any, **_: Any) -> Any:
@@ -61,6 +68,9 @@ class JobPageSchema(Schema):
     next_cursor = fields.String(required=True, allow_none=True)
 
 
+JOB_QUEUED = ok("The job, queued", JobOutSchema, headers=("Location",))
+
+
 class JobListQuerySchema(Schema):
     limit = limit_field()
     cursor = cursor_field()
@@ -91,12 +101,14 @@ def job_id(request: web.Request) -> int:
     return int(request.match_info["id"])
 
 
-async def visible_job(request: web.Request) -> asyncpg.Record:
-    """The job in the URL if the caller may see it (owner or admin), else 404. Primary: it was just created."""
+async def visible_job(request: web.Request, kinds: tuple[str, ...]) -> asyncpg.Record:
+    """The job in the URL if it is of ``kinds`` and the caller may see it (owner or admin), else 404.
+
+    Primary: it was just created."""
     auth = await authenticate(request)
     async with request.app[DB].write.acquire() as conn:
         return await exports.get_job_for_user(conn, job_id=job_id(request), user_id=auth.user_id,
-                                              is_admin=auth.is_admin)
+                                              is_admin=auth.is_admin, kinds=kinds)
 
 
 async def file_response(request: web.Request, job: asyncpg.Record) -> web.StreamResponse:
@@ -113,31 +125,14 @@ async def file_response(request: web.Request, job: asyncpg.Record) -> web.Stream
     })
 
 
+@api(tags=TAGS, auth="user", body=ExportCreateSchema, idempotent=True, responses={202: JOB_QUEUED})
 async def create_export(request: web.Request) -> web.Response:
     """Request an export of your tasks.
-    ---
-    summary: Request an export
-    description: >-
-      Every task matching `filters` (the task list's names and semantics, plus `sort`), one row each,
-      as CSV (UTF-8, header row) or as a PDF table. The worker pool builds the file; poll the job at
-      `Location`, download it from `download_url`, and expect an email when it is ready. With an
-      Idempotency-Key, a retry with the same body within 24 h replays the first response.
-    tags: [exports]
-    security: [{bearerAuth: []}]
-    parameters:
-      - {in: header, name: Idempotency-Key, schema: {type: string, maxLength: 255}}
-    requestBody: {required: true, content: {application/json: {schema: ExportCreateSchema}}}
-    responses:
-      202:
-        description: The job, queued
-        headers: {Location: {schema: {type: string}}}
-        content: {application/json: {schema: JobOutSchema}}
-      400: {$ref: '#/components/responses/Problem400'}
-      401: {$ref: '#/components/responses/Problem401'}
-      409: {$ref: '#/components/responses/Problem409'}
-      413: {$ref: '#/components/responses/Problem413'}
-      415: {$ref: '#/components/responses/Problem415'}
-      422: {$ref: '#/components/responses/Problem422'}
+
+    Every task matching `filters` (the task list's names and semantics, plus `sort`), one row each,
+    as CSV (UTF-8, header row) or as a PDF table. The worker pool builds the file; poll the job at
+    `Location`, download it from `download_url`, and expect an email when it is ready. With an
+    Idempotency-Key, a retry with the same body within 24 h replays the first response.
     """
     auth = await authenticate(request)
     data = await load_json(request, ExportCreateSchema())
@@ -145,17 +140,9 @@ async def create_export(request: web.Request) -> web.Response:
                                      params=filters_to_params(data["filters"]))
 
 
+@api(tags=TAGS, auth="user", query=JobListQuerySchema, responses={200: ok("A page of jobs", JobPageSchema)})
 async def list_exports(request: web.Request) -> web.Response:
-    """Your jobs (exports and reports), newest first.
-    ---
-    tags: [exports]
-    security: [{bearerAuth: []}]
-    parameters: [{in: query, schema: JobListQuerySchema}]
-    responses:
-      200: {description: A page of jobs, content: {application/json: {schema: JobPageSchema}}}
-      401: {$ref: '#/components/responses/Problem401'}
-      422: {$ref: '#/components/responses/Problem422'}
-    """
+    """Your jobs (exports and reports), newest first."""
     auth = await authenticate(request)
     query = load_query(request, JobListQuerySchema())
     async with request.app[DB].write.acquire() as conn:
@@ -164,38 +151,16 @@ async def list_exports(request: web.Request) -> web.Response:
     return json_response({"items": [exports.job_out(job) for job in items], "next_cursor": cursor})
 
 
+@api(tags=TAGS, auth="user", responses={200: ok("The job", JobOutSchema)})
 async def get_export(request: web.Request) -> web.Response:
-    """One job: status, progress and, once ready, its download_url.
-    ---
-    tags: [exports]
-    security: [{bearerAuth: []}]
-    parameters: [{in: path, name: id, required: true, schema: {type: integer}}]
-    responses:
-      200: {description: The job, content: {application/json: {schema: JobOutSchema}}}
-      401: {$ref: '#/components/responses/Problem401'}
-      404: {$ref: '#/components/responses/Problem404'}
-    """
-    return json_response(exports.job_out(await visible_job(request)))
+    """One export job: status, progress and, once ready, its download_url."""
+    return json_response(exports.job_out(await visible_job(request, EXPORT_KINDS)))
 
 
+@api(tags=TAGS, auth="user", errors=(409, 410), responses={200: FILE_ATTACHMENT})
 async def download_export(request: web.Request) -> web.StreamResponse:
-    """Download the job's file.
-    ---
-    tags: [exports]
-    security: [{bearerAuth: []}]
-    parameters: [{in: path, name: id, required: true, schema: {type: integer}}]
-    responses:
-      200:
-        description: The file, as an attachment
-        content:
-          text/csv: {schema: {type: string, format: binary}}
-          application/pdf: {schema: {type: string, format: binary}}
-      401: {$ref: '#/components/responses/Problem401'}
-      404: {$ref: '#/components/responses/Problem404'}
-      409: {$ref: '#/components/responses/Problem409'}
-      410: {$ref: '#/components/responses/Problem410'}
-    """
-    return await file_response(request, await visible_job(request))
+    """Download the export's file: 409 while it is not ready, 410 once expired."""
+    return await file_response(request, await visible_job(request, EXPORT_KINDS))
 
 
 def setup_routes(app: web.Application) -> None:

@@ -7,10 +7,12 @@ from typing import Any, Awaitable
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from marshmallow import INCLUDE, Schema, fields, validate
 
 from web import metrics
 from web.keys import DB, REDIS
 from web.ops_access import may_see_details, require_ops_token, strip_details
+from web.openapi import api, ok
 from web.request import json_response
 
 CHECK_TIMEOUT = 2.0
@@ -32,24 +34,48 @@ def _redacted(url: str) -> str:
     return f"{parts.hostname}:{parts.port or 5432}{parts.path}"
 
 
+class HealthSchema(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(["ok"]))
+
+
+class CheckSchema(Schema):
+    class Meta:
+        unknown = INCLUDE  # documented as open: a dependency's report may grow (replica lag, ...)
+
+    status = fields.String(required=True, validate=validate.OneOf(["up", "down"]))
+    latency_ms = fields.Float()
+    error = fields.String()
+
+
+class ReplicaCheckSchema(CheckSchema):
+    url = fields.String(required=True)
+
+
+class ChecksSchema(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    database = fields.Nested(CheckSchema, required=True)
+    replicas = fields.List(fields.Nested(ReplicaCheckSchema), required=True)
+    redis = fields.Nested(CheckSchema, required=True)
+    worker = fields.Nested(CheckSchema, required=True)
+
+
+class ReadySchema(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(["ok", "unavailable"]))
+    checks = fields.Nested(ChecksSchema, required=True)
+
+
+@api(tags=("operations",), responses={200: ok("Alive", HealthSchema)})
 async def health(request: web.Request) -> web.Response:
-    """Liveness: the process answers. Touches nothing external.
-    ---
-    tags: [operations]
-    responses:
-      200: {description: Alive}
-    """
+    """Liveness: the process answers. Touches nothing external."""
     return json_response({"status": "ok"})
 
 
+@api(tags=("operations",), responses={200: ok("Ready", ReadySchema),
+                                      503: ok("A required dependency is down", ReadySchema)})
 async def ready(request: web.Request) -> web.Response:
-    """Readiness: 200 when the primary database and Redis answer, else 503; replicas and worker are reported.
-    ---
-    tags: [operations]
-    responses:
-      200: {description: Ready}
-      503: {description: A required dependency is down}
-    """
+    """Readiness: 200 when the primary database and Redis answer, else 503; replicas and worker are reported."""
     db, redis = request.app[DB], request.app[REDIS]
     primary, redis_check, worker, *replicas = await asyncio.gather(
         _probe(db.write.fetchval("SELECT 1")),

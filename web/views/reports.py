@@ -13,7 +13,8 @@ from shared.errors import Forbidden
 from web.auth import authenticate, require_admin
 from web.keys import DB
 from web.request import json_response, load_json, load_query
-from web.views.exports import create_job_response, file_response, visible_job
+from web.openapi import api, ok
+from web.views.exports import JOB_QUEUED, JobOutSchema, create_job_response, file_response, visible_job
 from web.views.tasks import Rfc3339DateTime
 
 CREATE_SCOPE = "POST /api/v1/reports"
@@ -23,6 +24,9 @@ HTML_TYPE = "text/html"
 # (which runs a week past `to`) inside what datetime can represent.
 EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
 LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
+TAGS = ("reports",)
+PDF_ATTACHMENT = ok("The PDF, as an attachment", headers=("Content-Disposition",),
+                    content={"application/pdf": {"schema": {"type": "string", "format": "binary"}}})
 
 
 class ReportMoment(Rfc3339DateTime):
@@ -73,31 +77,15 @@ class ReportCreateSchema(ReportPeriodSchema):
                          metadata={"description": "`admin_activity` needs the admin role"})
 
 
+@api(tags=TAGS, auth="user", body=ReportCreateSchema, idempotent=True, errors=(403,), responses={202: JOB_QUEUED})
 async def create_report(request: web.Request) -> web.Response:
     """Request a PDF report.
-    ---
-    summary: Request a report
-    description: >-
-      `summary`: your tasks over from..to (default the last 30 days): by status and priority, created vs
-      completed per week, overdue now and the most overdue tasks, with charts. `admin_activity` (admins
-      only): signups, active users and tasks created/completed per day. `from`/`to` take RFC 3339 times or
-      dates (UTC). Poll the job at `Location`; an email says when it is ready. Idempotency-Key is honoured.
-    tags: [reports]
-    security: [{bearerAuth: []}]
-    parameters:
-      - {in: header, name: Idempotency-Key, schema: {type: string, maxLength: 255}}
-    requestBody: {required: true, content: {application/json: {schema: ReportCreateSchema}}}
-    responses:
-      202:
-        description: The job, queued
-        headers: {Location: {schema: {type: string}}}
-        content: {application/json: {schema: JobOutSchema}}
-      400: {$ref: '#/components/responses/Problem400'}
-      401: {$ref: '#/components/responses/Problem401'}
-      403: {$ref: '#/components/responses/Problem403'}
-      409: {$ref: '#/components/responses/Problem409'}
-      415: {$ref: '#/components/responses/Problem415'}
-      422: {$ref: '#/components/responses/Problem422'}
+
+    `summary`: your tasks over from..to (default the last 30 days): by status and priority, created vs
+    completed per week, overdue now and the most overdue tasks, with charts. `admin_activity` (admins
+    only, else 403): signups, active users and tasks created/completed per day. `from`/`to` take RFC 3339
+    times or dates (UTC). Poll the job at `Location`; an email says when it is ready. Idempotency-Key is
+    honoured.
     """
     auth = await authenticate(request)
     data = await load_json(request, ReportCreateSchema())
@@ -108,36 +96,16 @@ async def create_report(request: web.Request) -> web.Response:
                                      params={"from": start.isoformat(), "to": end.isoformat()})
 
 
+@api(tags=TAGS, auth="user", responses={200: ok("The job", JobOutSchema)})
 async def get_report(request: web.Request) -> web.Response:
-    """One report job: status, progress and, once ready, its download_url.
-    ---
-    tags: [reports]
-    security: [{bearerAuth: []}]
-    parameters: [{in: path, name: id, required: true, schema: {type: integer}}]
-    responses:
-      200: {description: The job, content: {application/json: {schema: JobOutSchema}}}
-      401: {$ref: '#/components/responses/Problem401'}
-      404: {$ref: '#/components/responses/Problem404'}
-    """
-    return json_response(exports.job_out(await visible_job(request)))
+    """One report job: status, progress and, once ready, its download_url."""
+    return json_response(exports.job_out(await visible_job(request, exports.REPORT_KINDS)))
 
 
+@api(tags=TAGS, auth="user", errors=(409, 410), responses={200: PDF_ATTACHMENT})
 async def download_report(request: web.Request) -> web.StreamResponse:
-    """Download the report PDF.
-    ---
-    tags: [reports]
-    security: [{bearerAuth: []}]
-    parameters: [{in: path, name: id, required: true, schema: {type: integer}}]
-    responses:
-      200:
-        description: The PDF, as an attachment
-        content: {application/pdf: {schema: {type: string, format: binary}}}
-      401: {$ref: '#/components/responses/Problem401'}
-      404: {$ref: '#/components/responses/Problem404'}
-      409: {$ref: '#/components/responses/Problem409'}
-      410: {$ref: '#/components/responses/Problem410'}
-    """
-    return await file_response(request, await visible_job(request))
+    """Download the report PDF: 409 while it is not ready, 410 once expired."""
+    return await file_response(request, await visible_job(request, exports.REPORT_KINDS))
 
 
 async def summary_page(request: web.Request) -> web.Response:

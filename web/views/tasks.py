@@ -15,12 +15,14 @@ from redis.exceptions import RedisError
 from shared import idempotency, tasks
 from web.auth import AuthContext, authenticate
 from web.keys import DB, REDIS, SETTINGS
+from web.openapi import api, ok
 from web.request import load_json, load_query, read_json
-from web.schemas import Text, cursor_field, limit_field
+from web.schemas import QueryBoolean, Text, cursor_field, limit_field
 
 logger = logging.getLogger("app.web.tasks")
 
 JSON_TYPE = "application/json; charset=utf-8"
+TAGS = ("tasks",)
 CREATE_SCOPE = "POST /api/v1/tasks"
 # After a task write, the caller's task reads go to the primary for this long (read-your-writes while a
 # replica catches up; replication lag is normally well under a second).
@@ -131,7 +133,7 @@ class TaskFilterSchema(Schema):
              metadata={"description": "Words that must all occur in title or description (case-insensitive)"})
     due_before = Rfc3339DateTime(query=True)
     due_after = Rfc3339DateTime(query=True)
-    overdue = fields.Boolean()
+    overdue = QueryBoolean()
 
     @validates("q")
     def _few_words(self, value: str, **kwargs: Any) -> None:
@@ -183,28 +185,12 @@ async def _wrote(request: web.Request, auth: AuthContext) -> None:
             logger.warning("could not record a task write; the next reads may lag", exc_info=True)
 
 
+@api(tags=TAGS, auth="user", body=TaskCreateSchema, idempotent=True,
+     responses={201: ok("The task", TaskOutSchema, headers=("Location", "ETag"))})
 async def create_task(request: web.Request) -> web.Response:
     """Create a task.
-    ---
-    summary: Create a task
-    description: With an Idempotency-Key, a retry with the same body within 24 h replays the first response.
-    tags: [tasks]
-    security: [{bearerAuth: []}]
-    parameters:
-      - {in: header, name: Idempotency-Key, schema: {type: string, maxLength: 255}}
-    requestBody: {required: true, content: {application/json: {schema: TaskCreateSchema}}}
-    responses:
-      201:
-        description: The task
-        headers: {Location: {schema: {type: string}}, ETag: {schema: {type: string}}}
-        content: {application/json: {schema: TaskOutSchema}}
-      400: {$ref: '#/components/responses/Problem400'}
-      401: {$ref: '#/components/responses/Problem401'}
-      409: {$ref: '#/components/responses/Problem409'}
-      413: {$ref: '#/components/responses/Problem413'}
-      415: {$ref: '#/components/responses/Problem415'}
-      422: {$ref: '#/components/responses/Problem422'}
-      429: {$ref: '#/components/responses/Problem429'}
+
+    With an Idempotency-Key, a retry with the same body within 24 h replays the first response.
     """
     auth = await authenticate(request)
     data = await load_json(request, CREATE_SCHEMA)
@@ -224,19 +210,12 @@ async def create_task(request: web.Request) -> web.Response:
     return web.Response(status=stored.status, text=stored.body, headers=stored.response_headers())
 
 
+@api(tags=TAGS, auth="user", query=TaskListQuerySchema, errors=(403,),
+     responses={200: ok("A page of tasks", TaskPageSchema)})
 async def list_tasks(request: web.Request) -> web.Response:
     """List tasks, one keyset page at a time.
-    ---
-    summary: List tasks
-    tags: [tasks]
-    security: [{bearerAuth: []}]
-    parameters: [{in: query, schema: TaskListQuerySchema}]
-    responses:
-      200: {description: A page of tasks, content: {application/json: {schema: TaskPageSchema}}}
-      401: {$ref: '#/components/responses/Problem401'}
-      403: {$ref: '#/components/responses/Problem403'}
-      422: {$ref: '#/components/responses/Problem422'}
-      429: {$ref: '#/components/responses/Problem429'}
+
+    `owner_id` other than your own needs the admin role (403).
     """
     auth = await authenticate(request)
     query = load_query(request, LIST_QUERY_SCHEMA)
@@ -248,20 +227,10 @@ async def list_tasks(request: web.Request) -> web.Response:
     return _json(200, '{"items":[' + ",".join(items) + '],"next_cursor":' + json.dumps(cursor) + "}")
 
 
+@api(tags=TAGS, auth="user", query=TaskOwnerQuerySchema, errors=(403,),
+     responses={200: ok("Counts", TaskStatsSchema)})
 async def task_stats(request: web.Request) -> web.Response:
-    """Count the caller's tasks.
-    ---
-    summary: Task statistics
-    tags: [tasks]
-    security: [{bearerAuth: []}]
-    parameters: [{in: query, schema: TaskOwnerQuerySchema}]
-    responses:
-      200: {description: Counts, content: {application/json: {schema: TaskStatsSchema}}}
-      401: {$ref: '#/components/responses/Problem401'}
-      403: {$ref: '#/components/responses/Problem403'}
-      422: {$ref: '#/components/responses/Problem422'}
-      429: {$ref: '#/components/responses/Problem429'}
-    """
+    """Count the caller's tasks (or, for an admin, `owner_id`'s)."""
     auth = await authenticate(request)
     query = load_query(request, OWNER_QUERY_SCHEMA)
     owner_id = tasks.resolve_owner(user_id=auth.user_id, is_admin=auth.is_admin, requested=query.get("owner_id"))
@@ -270,25 +239,10 @@ async def task_stats(request: web.Request) -> web.Response:
     return _json(200, json.dumps(stats, separators=(",", ":")))
 
 
+@api(tags=TAGS, auth="user", conditional="read",
+     responses={200: ok("The task", TaskOutSchema, headers=("ETag",))})
 async def get_task(request: web.Request) -> web.Response:
-    """Get one task.
-    ---
-    summary: Get a task
-    tags: [tasks]
-    security: [{bearerAuth: []}]
-    parameters:
-      - {in: path, name: id, required: true, schema: {type: integer}}
-      - {in: header, name: If-None-Match, schema: {type: string}}
-    responses:
-      200:
-        description: The task
-        headers: {ETag: {schema: {type: string}}}
-        content: {application/json: {schema: TaskOutSchema}}
-      304: {description: Not modified (the If-None-Match ETag is current)}
-      401: {$ref: '#/components/responses/Problem401'}
-      404: {$ref: '#/components/responses/Problem404'}
-      429: {$ref: '#/components/responses/Problem429'}
-    """
+    """Get a task."""
     auth = await authenticate(request)
     async with (await _reader(request, auth)).acquire() as conn:
         task = await tasks.get_task_for_user(conn, task_id=_task_id(request), user_id=auth.user_id,
@@ -299,30 +253,10 @@ async def get_task(request: web.Request) -> web.Response:
     return _task_response(task)
 
 
+@api(tags=TAGS, auth="user", body=TaskUpdateSchema, conditional="write",
+     responses={200: ok("The updated task", TaskOutSchema, headers=("ETag",))})
 async def update_task(request: web.Request) -> web.Response:
-    """Change some fields of a task.
-    ---
-    summary: Update a task
-    tags: [tasks]
-    security: [{bearerAuth: []}]
-    parameters:
-      - {in: path, name: id, required: true, schema: {type: integer}}
-      - {in: header, name: If-Match, schema: {type: string}, description: 'Update only if the ETag still matches'}
-    requestBody: {required: true, content: {application/json: {schema: TaskUpdateSchema}}}
-    responses:
-      200:
-        description: The updated task
-        headers: {ETag: {schema: {type: string}}}
-        content: {application/json: {schema: TaskOutSchema}}
-      400: {$ref: '#/components/responses/Problem400'}
-      401: {$ref: '#/components/responses/Problem401'}
-      404: {$ref: '#/components/responses/Problem404'}
-      412: {$ref: '#/components/responses/Problem412'}
-      413: {$ref: '#/components/responses/Problem413'}
-      415: {$ref: '#/components/responses/Problem415'}
-      422: {$ref: '#/components/responses/Problem422'}
-      429: {$ref: '#/components/responses/Problem429'}
-    """
+    """Change some fields of a task (only those sent)."""
     auth = await authenticate(request)
     changes = await load_json(request, UPDATE_SCHEMA)
     async with request.app[DB].write.acquire() as conn:
@@ -332,22 +266,9 @@ async def update_task(request: web.Request) -> web.Response:
     return _task_response(task)
 
 
+@api(tags=TAGS, auth="user", conditional="write", responses={204: ok("Deleted")})
 async def delete_task(request: web.Request) -> web.Response:
-    """Delete a task.
-    ---
-    summary: Delete a task
-    tags: [tasks]
-    security: [{bearerAuth: []}]
-    parameters:
-      - {in: path, name: id, required: true, schema: {type: integer}}
-      - {in: header, name: If-Match, schema: {type: string}, description: 'Delete only if the ETag still matches'}
-    responses:
-      204: {description: Deleted}
-      401: {$ref: '#/components/responses/Problem401'}
-      404: {$ref: '#/components/responses/Problem404'}
-      412: {$ref: '#/components/responses/Problem412'}
-      429: {$ref: '#/components/responses/Problem429'}
-    """
+    """Delete a task."""
     auth = await authenticate(request)
     async with request.app[DB].write.acquire() as conn:
         await tasks.delete_task(conn, task_id=_task_id(request), user_id=auth.user_id, is_admin=auth.is_admin,

@@ -9,8 +9,9 @@ from marshmallow import ValidationError, validate, validates_schema
 from shared import accounts
 from web.auth import authenticate
 from web.keys import DB, SETTINGS
+from web.openapi import api, ok
 from web.request import json_response, load_json
-from web.schemas import PasswordField, Text, TrimmedSchema
+from web.schemas import PasswordField, Text, TrimmedSchema, UserOutSchema
 
 
 class UserUpdateSchema(TrimmedSchema):
@@ -27,29 +28,18 @@ class UserUpdateSchema(TrimmedSchema):
             raise ValidationError("Required to set a new password.", "current_password")
 
 
+@api(tags=("users",), auth="user", responses={200: ok("The caller", UserOutSchema)})
 async def get_me(request: web.Request) -> web.Response:
-    """The authenticated user.
-    ---
-    tags: [users]
-    security: [{bearerAuth: []}]
-    responses:
-      200: {description: The caller, content: {application/json: {schema: UserOutSchema}}}
-      401: {$ref: '#/components/responses/Problem401'}
-    """
+    """The authenticated user."""
     auth = await authenticate(request)
     return json_response(auth.user)
 
 
+@api(tags=("users",), auth="user", body=UserUpdateSchema, responses={200: ok("The updated user", UserOutSchema)})
 async def update_me(request: web.Request) -> web.Response:
-    """Change your name or password (a new password needs `current_password` and ends your other sessions).
-    ---
-    tags: [users]
-    security: [{bearerAuth: []}]
-    requestBody: {required: true, content: {application/json: {schema: UserUpdateSchema}}}
-    responses:
-      200: {description: The updated user, content: {application/json: {schema: UserOutSchema}}}
-      401: {$ref: '#/components/responses/Problem401'}
-      422: {$ref: '#/components/responses/Problem422'}
+    """Change your name or password.
+
+    A new password needs `current_password` and ends your other sessions.
     """
     auth = await authenticate(request)
     changes = await load_json(request, UserUpdateSchema())
