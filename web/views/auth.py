@@ -5,6 +5,8 @@ from aiohttp import web
 from marshmallow import Schema, validate
 
 from shared import accounts
+from shared.errors import Unauthorized
+from web import ratelimit
 from web.auth import authenticate, deny
 from web.keys import ARQ, DB, SETTINGS
 from web.request import json_response, load_json
@@ -66,8 +68,10 @@ async def register(request: web.Request) -> web.Response:
       413: {$ref: '#/components/responses/Problem413'}
       415: {$ref: '#/components/responses/Problem415'}
       422: {$ref: '#/components/responses/Problem422'}
+      429: {$ref: '#/components/responses/Problem429'}
     """
     data = await load_json(request, RegisterSchema())
+    await ratelimit.hit(request, "auth_email", data["email"])
     user = await accounts.register(request.app[DB], request.app[ARQ], request.app[SETTINGS], **data)
     return json_response(user, status=201, headers={"Location": "/api/v1/users/me"})
 
@@ -84,7 +88,12 @@ async def login(request: web.Request) -> web.Response:
       422: {$ref: '#/components/responses/Problem422'}
     """
     data = await load_json(request, LoginSchema())
-    pair = await accounts.login(request.app[DB], request.app[SETTINGS], **data)
+    await ratelimit.check(request, "login", data["email"])  # only failures count, so check first
+    try:
+        pair = await accounts.login(request.app[DB], request.app[SETTINGS], **data)
+    except Unauthorized:
+        await ratelimit.hit(request, "login", data["email"], reject=False)
+        raise
     return json_response(pair.as_dict(), headers={"Cache-Control": "no-store"})
 
 
@@ -145,6 +154,7 @@ async def request_password_reset(request: web.Request) -> web.Response:
       422: {$ref: '#/components/responses/Problem422'}
     """
     data = await load_json(request, PasswordResetSchema())
+    await ratelimit.hit(request, "auth_email", data["email"])
     await accounts.request_password_reset(request.app[DB], request.app[ARQ], request.app[SETTINGS], **data)
     return web.Response(status=202)
 
