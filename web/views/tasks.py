@@ -28,6 +28,11 @@ READ_YOUR_WRITES_SECONDS = 5
 # The list query a client sends with no parameters (owner_id may name yourself, or anyone for an admin).
 DEFAULT_SORT = "-created_at"
 DEFAULT_LIST_KEYS = frozenset({"sort", "limit", "owner_id"})
+
+
+def _is_default_first_page(query: dict[str, Any]) -> bool:
+    """The page every client opens first (the one cached): no filter, no cursor, the default sort."""
+    return query["sort"] == DEFAULT_SORT and all(v is None for k, v in query.items() if k not in DEFAULT_LIST_KEYS)
 _RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d)(?:\.(\d+))?([Zz]|[+-]\d\d:\d\d)?$")
 
 
@@ -253,7 +258,7 @@ async def list_tasks(request: web.Request) -> web.Response:
                                                    cursor=query.get("cursor"), secret=request.app[SETTINGS].secret_key)
         return '{"items":[' + ",".join(items) + '],"next_cursor":' + json.dumps(cursor) + "}", None
 
-    if query.keys() <= DEFAULT_LIST_KEYS and query["sort"] == DEFAULT_SORT:  # the first page everyone opens
+    if _is_default_first_page(query):
         body = await request.app[CACHE].get(owner_id, "task_list", lambda: page(request.app[DB].write),
                                             variant=str(query["limit"]))
     else:
