@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 from arq.connections import ArqRedis
 
+from shared import metrics
 from shared.errors import Conflict, Gone, NotFound, RateLimited, ValidationFailed
 from shared.logs import request_id_var
 from shared.pagination import decode_cursor, page
@@ -90,6 +91,7 @@ async def enqueue(arq: ArqRedis, job: asyncpg.Record | dict[str, Any]) -> None:
     """Hand a committed job to the workers. If Redis is down the row stays queued; the sweeper enqueues it."""
     try:
         await arq.enqueue_job(function_for(job["kind"]), job["id"], _job_id=arq_job_id(job["id"]))
+        metrics.JOBS_ENQUEUED.labels(job["kind"]).inc()
     except Exception:  # noqa: BLE001 - the job row is the durable record; the sweeper retries
         logger.warning("could not enqueue job %s; the job sweeper will", job["id"], exc_info=True)
 

@@ -22,7 +22,7 @@ import asyncpg
 import jinja2
 from arq import Retry
 
-from shared import mail
+from shared import mail, metrics
 from shared.config import Settings
 from shared.logs import request_id_var
 
@@ -88,6 +88,8 @@ async def _deliver(pool: asyncpg.Pool, settings: Settings, row: asyncpg.Record) 
         await mail.send(message, settings.smtp)
     except Exception as exc:  # noqa: BLE001 - every outcome is recorded on the row
         error = _describe(exc)
+        final = not is_transient(exc) or row["attempts"] >= MAX_ATTEMPTS
+        metrics.EMAILS_FAILED.labels(row["template"], "true" if final else "false").inc()
         if not is_transient(exc):
             logger.exception("email %s (%s) failed permanently: %s", row["id"], row["template"], error)
             return await _fail(pool, row, error)
@@ -98,6 +100,7 @@ async def _deliver(pool: asyncpg.Pool, settings: Settings, row: asyncpg.Record) 
         logger.warning("email %s: attempt %s failed (%s), retrying in %ss", row["id"], row["attempts"], error, delay)
         raise Retry(defer=delay) from exc
     await pool.execute(MARK_SENT, row["id"])
+    metrics.EMAILS_SENT.labels(row["template"]).inc()
     logger.info("email %s (%s) sent to %s", row["id"], row["template"], row["to_address"])
     return "sent"
 
