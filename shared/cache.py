@@ -113,9 +113,3 @@ class OwnerCache:
             except ERRORS:
                 return
             self.pending.discard(owner_id)
-
-    async def flush_forever(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_INTERVAL)
-            if self.pending:
-                await self.flush()

@@ -7,10 +7,11 @@ would not be merged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
-from typing import Any
+from typing import Awaitable, Callable
 
 import asyncpg
 from arq.constants import default_queue_name
@@ -77,16 +78,42 @@ async def sample_all(db: Database, redis: Redis) -> None:
     await sample_redis(redis)
 
 
-async def sample_forever(db: Database, redis: Redis, *, worker: bool = False) -> None:
-    while True:
-        try:
-            if worker:
-                await beat(redis)
-            await sample_all(db, redis)
-        except Exception:  # noqa: BLE001 - metrics must never take the process down
-            logger.warning("metrics sampling failed", exc_info=True)
-        await asyncio.sleep(INTERVAL)
+class Periodic:
+    """Runs ``step`` every ``interval`` seconds until ``stop()``.
+
+    Stopped with an event, not by cancelling: a cancellation that lands inside redis-py may come out as
+    a connection error, which the loop (rightly) survives, and the task would then never end.
+    """
+
+    def __init__(self, interval: float, step: Callable[[], Awaitable[None]]) -> None:
+        self.interval, self.step = interval, step
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> "Periodic":
+        self._task = asyncio.ensure_future(self._run())
+        return self
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.step()
+            except Exception:  # noqa: BLE001 - background upkeep must never take the process down
+                logger.warning("periodic %s failed", getattr(self.step, "__qualname__", self.step), exc_info=True)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.interval)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
 
 
-def start(db: Database, redis: Redis, **kwargs: Any) -> asyncio.Task[None]:
-    return asyncio.ensure_future(sample_forever(db, redis, **kwargs))
+def start(db: Database, redis: Redis, *, worker: bool = False) -> Periodic:
+    """Sample every INTERVAL seconds (a worker also writes its heartbeat first)."""
+    async def step() -> None:
+        if worker:
+            await beat(redis)
+        await sample_all(db, redis)
+
+    return Periodic(INTERVAL, step).start()

@@ -1,8 +1,6 @@
 """The application factory: keys, one cleanup context per resource, middlewares, routes. No I/O at import."""
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 from pathlib import Path
 from typing import AsyncIterator
@@ -14,7 +12,7 @@ from arq.connections import ArqRedis
 from redis.asyncio import ConnectionPool
 
 from shared import metrics, observe
-from shared.cache import OwnerCache
+from shared.cache import FLUSH_INTERVAL, OwnerCache
 from shared.config import Settings
 from shared.db import Database
 from web import middlewares, ratelimit, routes
@@ -45,20 +43,16 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 # --- protection and observability (issue 10) -------------------------------------------------------
 async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[CACHE] = OwnerCache(app[REDIS], ttl=app[SETTINGS].cache_ttl, enabled=app[SETTINGS].cache)
-    flusher = asyncio.ensure_future(app[CACHE].flush_forever())
+    cache = app[CACHE] = OwnerCache(app[REDIS], ttl=app[SETTINGS].cache_ttl, enabled=app[SETTINGS].cache)
+    flusher = observe.Periodic(FLUSH_INTERVAL, cache.flush).start()  # retries failed invalidations
     yield
-    flusher.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await flusher
+    await flusher.stop()
 
 
 async def sampler_ctx(app: web.Application) -> AsyncIterator[None]:
     sampler = observe.start(app[DB], app[REDIS])
     yield
-    sampler.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await sampler
+    await sampler.stop()
     metrics.process_exited(os.getpid())
 
 

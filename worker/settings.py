@@ -51,9 +51,7 @@ async def startup(ctx: dict[str, Any]) -> None:
 async def shutdown(ctx: dict[str, Any]) -> None:
     sampler, runner = ctx.pop("sampler", None), ctx.pop("metrics_runner", None)
     if sampler is not None:
-        sampler.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sampler
+        await sampler.stop()
     if runner is not None:
         await runner.cleanup()
     metrics.process_exited(os.getpid())
