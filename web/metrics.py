@@ -13,9 +13,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from shared import metrics, observe
 from web.keys import DB, REDIS
 
-# Kept for callers of the first version of this module.
-REQUESTS, LATENCY = metrics.HTTP_REQUESTS, metrics.HTTP_LATENCY
-
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
     metrics.HTTP_REQUESTS.labels(method, route, str(status)).inc()
