@@ -198,8 +198,9 @@ def promtool() -> str | None:
 
 
 @pytest.mark.skipif(promtool() is None, reason="promtool not installed (Debian package `prometheus`)")
-def test_promtool_accepts_rules_and_config() -> None:
-    for args in (["check", "rules", str(RULES)], ["check", "config", str(RULES.parent / "prometheus.yml")]):
+def test_promtool_accepts_rules_and_config_and_rule_tests_pass() -> None:
+    for args in (["check", "rules", str(RULES)], ["check", "config", str(RULES.parent / "prometheus.yml")],
+                 ["test", "rules", str(RULES.parent / "alerts_test.yml")]):  # the alerts fire when they should
         result = subprocess.run([promtool(), *args], capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stdout + result.stderr
 
