@@ -72,6 +72,7 @@ def settings(stack: Stack, tmp_path: Path) -> Settings:
         db_pool_max=5,
         # Many tests log in and call the API in bursts; the rate-limit tests switch limits on themselves.
         rate_limits=False,
+        max_active_jobs=1000,
     )
 
 
