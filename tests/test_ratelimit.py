@@ -1,6 +1,7 @@
 """Rate limits: every tier answers 429 + headers, proxies are believed only when trusted, limits live in Redis."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -225,3 +226,13 @@ async def test_fail_open_when_redis_stops(aiohttp_client: Any, settings: Setting
         assert len(logged) == 1 and "letting requests through" in logged[0].getMessage()
     finally:
         own.stop()
+
+
+async def test_the_active_jobs_cap_holds_under_concurrent_requests(aiohttp_client: Any, settings: Settings,
+                                                                   make_user: Any, db: Any) -> None:
+    client = await aiohttp_client(create_app(limited(settings, max_active_jobs=2)))
+    user = await make_user()
+    responses = await asyncio.gather(*(client.post("/api/v1/exports", json={"format": "csv"}, headers=user.headers)
+                                       for _ in range(6)))
+    assert sorted(r.status for r in responses) == [202, 202, 429, 429, 429, 429]
+    assert await db.fetchval("SELECT count(*) FROM jobs WHERE owner_id = $1", user.id) == 2
