@@ -86,6 +86,7 @@ async def login(request: web.Request) -> web.Response:
       401: {$ref: '#/components/responses/Problem401'}
       403: {$ref: '#/components/responses/Problem403'}
       422: {$ref: '#/components/responses/Problem422'}
+      429: {$ref: '#/components/responses/Problem429'}
     """
     data = await load_json(request, LoginSchema())
     await ratelimit.check(request, "login", data["email"])  # only failures count, so check first
@@ -138,6 +139,7 @@ async def verify_email(request: web.Request) -> web.Response:
     responses:
       204: {description: Verified}
       422: {$ref: '#/components/responses/Problem422'}
+      429: {$ref: '#/components/responses/Problem429'}
     """
     data = await load_json(request, VerifyEmailSchema())
     await accounts.verify_email(request.app[DB], **data)
@@ -152,6 +154,7 @@ async def request_password_reset(request: web.Request) -> web.Response:
     responses:
       202: {description: Accepted}
       422: {$ref: '#/components/responses/Problem422'}
+      429: {$ref: '#/components/responses/Problem429'}
     """
     data = await load_json(request, PasswordResetSchema())
     await ratelimit.hit(request, "auth_email", data["email"])
@@ -167,6 +170,7 @@ async def confirm_password_reset(request: web.Request) -> web.Response:
     responses:
       204: {description: Password changed}
       422: {$ref: '#/components/responses/Problem422'}
+      429: {$ref: '#/components/responses/Problem429'}
     """
     data = await load_json(request, PasswordResetConfirmSchema())
     await accounts.confirm_password_reset(request.app[DB], request.app[SETTINGS], **data)

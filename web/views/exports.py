@@ -139,6 +139,7 @@ async def create_export(request: web.Request) -> web.Response:
       413: {$ref: '#/components/responses/Problem413'}
       415: {$ref: '#/components/responses/Problem415'}
       422: {$ref: '#/components/responses/Problem422'}
+      429: {$ref: '#/components/responses/Problem429'}
     """
     auth = await authenticate(request)
     data = await load_json(request, ExportCreateSchema())

@@ -87,6 +87,7 @@ async def create_report(request: web.Request) -> web.Response:
       409: {$ref: '#/components/responses/Problem409'}
       415: {$ref: '#/components/responses/Problem415'}
       422: {$ref: '#/components/responses/Problem422'}
+      429: {$ref: '#/components/responses/Problem429'}
     """
     auth = await authenticate(request)
     data = await load_json(request, ReportCreateSchema())
