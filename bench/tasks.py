@@ -64,7 +64,9 @@ def local_service(log_level: str) -> Iterator[str]:
         port = free_port()
         env = {**os.environ, "DATABASE_URL": dsn, "REDIS_URL": redis.url, "SECRET_KEY": secrets.token_urlsafe(48),
                "TASKDECK_ENV": "production", "LOG_LEVEL": log_level, "ACCESS_TOKEN_TTL": "3600",
-               "BCRYPT_ROUNDS": "4", "PYTHONPATH": str(ROOT)}
+               "BCRYPT_ROUNDS": "4", "PYTHONPATH": str(ROOT),
+               # One user hammering the API would meet RATE_LIMIT_API (600/minute) within a second.
+               "RATE_LIMITS": os.environ.get("RATE_LIMITS", "off")}
         env.pop("DATABASE_REPLICA_URLS", None)
         # `python -m shared.cli web` is `taskdeck web` without needing the package installed.
         with open(base / "web.log", "ab") as log:

@@ -4,12 +4,15 @@ Every bad value is reported at once, one line per variable, so an operator fixes
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
+
+import limits
 
 ENVIRONMENTS = ("development", "production", "test")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -65,6 +68,18 @@ class Settings:
     db_pool_max: int = 10
     metrics_token: str | None = None  # guards /metrics and the detail of /ready (web/ops_access.py)
     outbox_retention_days: int = 30
+    # Protection (web.ratelimit, shared.cache): limits in the `limits` library's notation.
+    rate_limits: bool = True
+    rate_limit_login: str = "10 per 15 minutes"
+    rate_limit_auth_address: str = "100 per 15 minutes"
+    rate_limit_auth_email: str = "10 per hour"
+    rate_limit_api: str = "600/minute"
+    rate_limit_jobs: str = "20/hour"
+    max_active_jobs: int = 5
+    trusted_proxies: tuple[str, ...] = ()
+    cache: bool = True
+    cache_ttl: int = 60
+    worker_metrics_port: int = 0
 
     @property
     def is_development(self) -> bool:
@@ -98,6 +113,17 @@ class Settings:
             db_pool_max=reader.integer("DB_POOL_MAX", cls.db_pool_max, 1, 500),
             metrics_token=reader.token("METRICS_TOKEN"),
             outbox_retention_days=reader.integer("OUTBOX_RETENTION_DAYS", cls.outbox_retention_days, 1, 3650),
+            rate_limits=reader.switch("RATE_LIMITS", cls.rate_limits),
+            rate_limit_login=reader.rate("RATE_LIMIT_LOGIN", cls.rate_limit_login),
+            rate_limit_auth_address=reader.rate("RATE_LIMIT_AUTH_ADDRESS", cls.rate_limit_auth_address),
+            rate_limit_auth_email=reader.rate("RATE_LIMIT_AUTH_EMAIL", cls.rate_limit_auth_email),
+            rate_limit_api=reader.rate("RATE_LIMIT_API", cls.rate_limit_api),
+            rate_limit_jobs=reader.rate("RATE_LIMIT_JOBS", cls.rate_limit_jobs),
+            max_active_jobs=reader.integer("MAX_ACTIVE_JOBS", cls.max_active_jobs, 1, 1000),
+            trusted_proxies=reader.cidrs("TRUSTED_PROXIES"),
+            cache=reader.switch("CACHE", cls.cache),
+            cache_ttl=reader.integer("CACHE_TTL", cls.cache_ttl, 1, 86400),
+            worker_metrics_port=reader.integer("WORKER_METRICS_PORT", cls.worker_metrics_port, 0, 65535),
         )
         if reader.problems:
             raise ConfigError(reader.problems)
@@ -151,6 +177,29 @@ class _Reader:
                 raise ValueError("")
             return value
         return int(self._check(name, default, parse, f"an integer from {low} to {high}"))  # type: ignore[arg-type]
+
+    def switch(self, name: str, default: bool) -> bool:
+        def parse(raw: str) -> bool:
+            value = raw.lower()
+            if value not in ("on", "off", "true", "false", "1", "0"):
+                raise ValueError("")
+            return value in ("on", "true", "1")
+        return bool(self._check(name, default, parse, "on or off"))
+
+    def rate(self, name: str, default: str) -> str:
+        def parse(raw: str) -> str:
+            try:
+                limits.parse(raw)
+            except ValueError:
+                raise ValueError("") from None
+            return raw
+        return str(self._check(name, default, parse, "a rate such as `600/minute` or `10 per 15 minutes`"))
+
+    def cidrs(self, name: str) -> tuple[str, ...]:
+        def parse(raw: str) -> tuple[str, ...]:
+            parts = [part.strip() for part in raw.split(",") if part.strip()]
+            return tuple(str(ipaddress.ip_network(part, strict=False)) for part in parts)
+        return self._check(name, (), parse, "comma-separated CIDRs, e.g. 10.0.0.0/8,::1/128")  # type: ignore
 
     def url(self, name: str, schemes: tuple[str, ...], default: str | None = None) -> str:
         expected = "a URL starting with " + " or ".join(f"{s}://" for s in schemes)

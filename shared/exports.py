@@ -14,7 +14,8 @@ from typing import Any
 import asyncpg
 from arq.connections import ArqRedis
 
-from shared.errors import Conflict, Gone, NotFound, ValidationFailed
+from shared import metrics
+from shared.errors import Conflict, Gone, NotFound, RateLimited, ValidationFailed
 from shared.logs import request_id_var
 from shared.pagination import decode_cursor, page
 
@@ -51,6 +52,10 @@ WHERE j.owner_id = $1 AND ($2::bigint IS NULL OR j.id < $2)
 ORDER BY j.id DESC
 LIMIT $3
 """
+# The owner's row lock serialises concurrent job requests of one user, so the cap cannot be raced past.
+LOCK_OWNER = "SELECT id FROM users WHERE id = $1 FOR UPDATE"
+COUNT_ACTIVE_JOBS = "SELECT count(*) FROM jobs AS j WHERE j.owner_id = $1 AND j.status IN ('queued', 'running')"
+ACTIVE_RETRY_AFTER = 10
 SELECT_JOB_COUNTS = "SELECT j.status, count(*) AS n FROM jobs AS j GROUP BY j.status"
 
 
@@ -68,11 +73,18 @@ def arq_job_id(job_id: int, enqueues: int = 0) -> str:
 
 
 async def create_job(conn: asyncpg.Connection, *, owner_id: int, kind: str, format: str,
-                     params: dict[str, Any]) -> asyncpg.Record:
+                     params: dict[str, Any], max_active: int | None = None) -> asyncpg.Record:
     """Insert a queued job inside the caller's transaction; call ``enqueue`` after the commit.
 
     :param params: export filters (``shared.task_export.filters_to_params``) or a report's from/to.
+    :param max_active: refuse (429) when the owner already has this many jobs queued or running.
     """
+    if max_active is not None:
+        await conn.fetchval(LOCK_OWNER, owner_id)
+        active = await conn.fetchval(COUNT_ACTIVE_JOBS, owner_id)
+        if active >= max_active:
+            raise RateLimited(f"You already have {active} exports or reports queued or running (at most "
+                              f"{max_active}); wait for one to finish", headers={"Retry-After": str(ACTIVE_RETRY_AFTER)})
     request_id = request_id_var.get()
     return await conn.fetchrow(INSERT_JOB, owner_id, kind, format, params, None if request_id == "-" else request_id)
 
@@ -81,6 +93,7 @@ async def enqueue(arq: ArqRedis, job: asyncpg.Record | dict[str, Any]) -> None:
     """Hand a committed job to the workers. If Redis is down the row stays queued; the sweeper enqueues it."""
     try:
         await arq.enqueue_job(function_for(job["kind"]), job["id"], _job_id=arq_job_id(job["id"]))
+        metrics.JOBS_ENQUEUED.labels(job["kind"]).inc()
     except Exception:  # noqa: BLE001 - the job row is the durable record; the sweeper retries
         logger.warning("could not enqueue job %s; the job sweeper will", job["id"], exc_info=True)
 

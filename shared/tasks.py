@@ -77,7 +77,12 @@ SELECT count(*) FILTER (WHERE t.status = 'todo') AS status_todo,
        count(*) FILTER (WHERE t.priority = 'high') AS priority_high,
        count(*) FILTER (WHERE t.priority = 'urgent') AS priority_urgent,
        count(*) FILTER (WHERE t.due_at < now() AND t.status <> 'done') AS overdue,
-       count(*) FILTER (WHERE t.completed_at >= now() - INTERVAL '7 days') AS completed_last_7_days
+       count(*) FILTER (WHERE t.completed_at >= now() - INTERVAL '7 days') AS completed_last_7_days,
+       -- Seconds until the clock alone changes these counts (a task falls due, a completion ages out).
+       EXTRACT(EPOCH FROM LEAST(
+           min(t.due_at) FILTER (WHERE t.due_at >= now() AND t.status <> 'done'),
+           min(t.completed_at) FILTER (WHERE t.completed_at >= now() - INTERVAL '7 days') + INTERVAL '7 days'
+       ) - now())::float8 AS changes_in
 FROM tasks AS t
 WHERE t.owner_id = $1
 """
@@ -214,13 +219,17 @@ async def update_task(conn: asyncpg.Connection, *, task_id: int, user_id: int, i
 
 
 async def delete_task(conn: asyncpg.Connection, *, task_id: int, user_id: int, is_admin: bool,
-                      if_match: str | None = None) -> None:
-    """Delete the task (NotFound if it is not the user's; PreconditionFailed if ``if_match`` is stale)."""
+                      if_match: str | None = None) -> int:
+    """Delete the task (NotFound if it is not the user's; PreconditionFailed if ``if_match`` is stale).
+
+    :return: the deleted task's owner (an admin may delete anyone's)
+    """
     async with conn.transaction():
         task = await get_task_for_user(conn, task_id=task_id, user_id=user_id, is_admin=is_admin,
                                        for_update=True)
         _check_precondition(task, if_match)
         await conn.execute(DELETE_TASK, task_id)
+    return int(task["owner_id"])
 
 
 async def list_tasks(conn: asyncpg.Connection, *, owner_id: int, filters: TaskFilters, sort: str, limit: int,
@@ -314,15 +323,18 @@ def _cursor_position(values: list[Any], sort: str) -> tuple[Any, int]:
     return moment, task_id
 
 
-async def task_stats(conn: asyncpg.Connection, *, owner_id: int) -> dict[str, Any]:
-    """Counts by status and priority, overdue (due in the past, not done) and completed in the last 7 days."""
+async def task_stats(conn: asyncpg.Connection, *, owner_id: int) -> tuple[dict[str, Any], float | None]:
+    """Counts by status and priority, overdue (due in the past, not done) and completed in the last 7 days.
+
+    :return: the counts, and the seconds until time alone changes them (None: not without a write)
+    """
     row = await conn.fetchrow(SELECT_STATS, owner_id)
     return {
         "by_status": {status: row[f"status_{status}"] for status in STATUSES},
         "by_priority": {priority: row[f"priority_{priority}"] for priority in PRIORITIES},
         "overdue": row["overdue"],
         "completed_last_7_days": row["completed_last_7_days"],
-    }
+    }, row["changes_in"]
 
 
 async def task_counts_by_status(conn: asyncpg.Connection) -> dict[str, int]:

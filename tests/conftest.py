@@ -70,6 +70,9 @@ def settings(stack: Stack, tmp_path: Path) -> Settings:
         bcrypt_rounds=4,
         db_pool_min=1,
         db_pool_max=5,
+        # Many tests log in and call the API in bursts; the rate-limit tests switch limits on themselves.
+        rate_limits=False,
+        max_active_jobs=1000,
     )
 
 

@@ -5,6 +5,7 @@ from aiohttp import web
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
+from shared.cache import OwnerCache
 from shared.config import Settings
 from shared.db import Database
 
@@ -12,6 +13,7 @@ SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", Database)
 REDIS = web.AppKey("redis", Redis)
 ARQ = web.AppKey("arq", ArqRedis)
+CACHE = web.AppKey("cache", OwnerCache)  # the task list first page and task stats
 
 REQUEST_ID = web.RequestKey("request_id", str)
 AUTH = web.RequestKey("auth", object)  # the request's AuthContext once authenticated

@@ -11,6 +11,7 @@ import uuid
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from shared import metrics as shared_metrics
 from shared.errors import AppError
 from shared.logs import request_id_var
 from web import metrics
@@ -43,6 +44,9 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     status = 500
+    template = metrics.route_template(request)  # routing happens before the middlewares run
+    in_flight = shared_metrics.HTTP_IN_FLIGHT.labels(request.method, template)
+    in_flight.inc()
     try:
         response = await handler(request)
         status = response.status
@@ -52,8 +56,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         raise
     finally:
         elapsed = time.perf_counter() - started
-        route = request.match_info.route.resource
-        template = route.canonical if route is not None else "unmatched"
+        in_flight.dec()
         metrics.observe_request(request.method, template, status, elapsed)
         logger.info("%s %s -> %s in %.1f ms", request.method, request.rel_url.path, status, elapsed * 1000)
 
@@ -89,3 +92,34 @@ def _http_detail(exc: web.HTTPException) -> str:
     if exc.status == 413:
         return "The request body is larger than 1 MiB"
     return exc.reason
+
+
+# --- gzip (issue 10) -------------------------------------------------------------------------------
+# JSON and HTML over ~1 KiB, when the client accepts gzip. Downloads (FileResponse: CSV, PDF) are a
+# StreamResponse, not a Response, and are never touched: a PDF is compressed already and a CSV goes
+# out with sendfile. Vary is set whether or not this client accepted, so shared caches keep both.
+COMPRESS_MIN_BYTES = 1024
+COMPRESSIBLE_TYPES = frozenset({"application/json", "application/problem+json", "text/html"})
+
+
+@web.middleware
+async def compression_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    if (type(response) is not web.Response or response.content_type not in COMPRESSIBLE_TYPES
+            or response.body is None or "Content-Encoding" in response.headers):
+        return response
+    response.headers.add("Vary", "Accept-Encoding")
+    body = response.body
+    size = len(body) if isinstance(body, (bytes, bytearray)) else COMPRESS_MIN_BYTES
+    if size >= COMPRESS_MIN_BYTES and _accepts_gzip(request.headers.get("Accept-Encoding", "")):
+        response.enable_compression(web.ContentCoding.gzip)
+    return response
+
+
+def _accepts_gzip(header: str) -> bool:
+    for part in header.lower().split(","):
+        coding, _, params = part.partition(";")
+        if coding.strip() in ("gzip", "*"):
+            quality = params.replace(" ", "").removeprefix("q=")
+            return not (params and quality.rstrip("0").rstrip(".") in ("0", ""))
+    return False

@@ -30,7 +30,7 @@ from web.security_headers import TRUSTED_INLINE_HTML
 SPEC_URL = "/api/v1/openapi.json"
 DOCS_PREFIX = "/api/docs"
 OPENAPI_KEY = web.AppKey("openapi", dict)
-PROBLEM_STATUSES = (400, 401, 403, 404, 409, 410, 412, 413, 415, 422, 429)
+PROBLEM_STATUSES = (400, 401, 403, 404, 409, 410, 412, 413, 415, 422, 429, 503)
 IDEMPOTENCY_KEY = {"type": "string", "pattern": KEY_PATTERN,
                    "description": "Replays the first response for 24 h; a UUID is a good choice"}
 RATE_LIMIT_HEADERS = {

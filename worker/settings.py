@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import warnings
 from typing import Any
 
@@ -16,11 +17,12 @@ from arq.connections import RedisSettings
 from arq.constants import default_queue_name, health_check_key_suffix
 from redis.asyncio import Redis
 
-from shared import jobs
+from shared import jobs, metrics, observe
 from shared.config import Settings
 from shared.db import Database
 from shared.logs import configure_logging
 from worker.jobs import accounts as account_jobs
+from worker.metrics_server import serve_metrics
 from worker.jobs import cleanup, housekeeping, reminders
 from worker.jobs import exports as export_jobs
 from worker.jobs import reports as report_jobs
@@ -40,11 +42,20 @@ EMAIL_JOB_TIMEOUT = 120
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     ctx["db"] = await Database.connect(settings)
+    ctx["sampler"] = observe.start(ctx["db"], ctx["redis"], worker=True)
+    if settings.worker_metrics_port:
+        ctx["metrics_runner"] = await serve_metrics(settings.worker_metrics_port)
     logger.info("worker started (environment=%s, smtp=%s)", settings.environment,
                 "configured" if settings.smtp else "NOT configured: mails stay queued")
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    sampler, runner = ctx.pop("sampler", None), ctx.pop("metrics_runner", None)
+    if sampler is not None:
+        await sampler.stop()
+    if runner is not None:
+        await runner.cleanup()
+    metrics.process_exited(os.getpid())
     db = ctx.pop("db", None)
     if db is not None:  # startup may have failed before the pools existed
         await db.close()

@@ -5,6 +5,8 @@ from aiohttp import web
 from marshmallow import Schema, fields, validate
 
 from shared import accounts
+from shared.errors import Unauthorized
+from web import ratelimit
 from web.auth import authenticate, deny
 from web.keys import ARQ, DB, SETTINGS
 from web.openapi import api, ok
@@ -70,6 +72,7 @@ TOKEN_PAIR = ok("A token pair", TokenPairSchema, headers=("Cache-Control",))
 async def register(request: web.Request) -> web.Response:
     """Create an account and send its verification email."""
     data = await load_json(request, RegisterSchema())
+    await ratelimit.hit(request, "auth_email", data["email"])
     user = await accounts.register(request.app[DB], request.app[ARQ], request.app[SETTINGS], **data)
     return json_response(user, status=201, headers={"Location": "/api/v1/users/me"})
 
@@ -81,7 +84,12 @@ async def login(request: web.Request) -> web.Response:
     Wrong email and wrong password are the same 401; a deactivated account is 403.
     """
     data = await load_json(request, LoginSchema())
-    pair = await accounts.login(request.app[DB], request.app[SETTINGS], **data)
+    await ratelimit.check(request, "login", data["email"])  # only failures count, so check first
+    try:
+        pair = await accounts.login(request.app[DB], request.app[SETTINGS], **data)
+    except Unauthorized:
+        await ratelimit.hit(request, "login", data["email"], reject=False)
+        raise
     return json_response(pair.as_dict(), headers={"Cache-Control": "no-store"})
 
 
@@ -106,7 +114,7 @@ async def logout(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-@api(tags=AUTH_TAG, body=VerifyEmailSchema, errors=(401,), responses={204: ok("Verified")})
+@api(tags=AUTH_TAG, body=VerifyEmailSchema, rate_limited=True, errors=(401,), responses={204: ok("Verified")})
 async def verify_email(request: web.Request) -> web.Response:
     """Confirm an email address with the token from the verification mail (401 if it is not live)."""
     data = await load_json(request, VerifyEmailSchema())
@@ -114,10 +122,12 @@ async def verify_email(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-@api(tags=AUTH_TAG, body=PasswordResetSchema, rate_limited=True, responses={202: ok("Accepted")})
+# 503: the reset is only queued in the request (same work whatever the email), so no queue, no answer.
+@api(tags=AUTH_TAG, body=PasswordResetSchema, rate_limited=True, errors=(503,), responses={202: ok("Accepted")})
 async def request_password_reset(request: web.Request) -> web.Response:
     """Mail a reset link if the account exists; the answer is 202 either way."""
     data = await load_json(request, PasswordResetSchema())
+    await ratelimit.hit(request, "auth_email", data["email"])
     await accounts.request_password_reset(request.app[DB], request.app[ARQ], request.app[SETTINGS], **data)
     return web.Response(status=202)
 

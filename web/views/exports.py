@@ -83,7 +83,8 @@ async def create_job_response(request: web.Request, auth: AuthContext, *, scope:
     created: list[asyncpg.Record] = []
 
     async def create(conn: asyncpg.Connection) -> idempotency.StoredResponse:
-        job = await exports.create_job(conn, owner_id=auth.user_id, kind=kind, format=format, params=params)
+        job = await exports.create_job(conn, owner_id=auth.user_id, kind=kind, format=format, params=params,
+                                       max_active=request.app[SETTINGS].max_active_jobs)
         created.append(job)
         return idempotency.StoredResponse(202, {"Content-Type": JSON_TYPE, "Location": exports.resource_path(job)},
                                           dumps(exports.job_out(job)))

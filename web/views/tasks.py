@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 
 from shared import idempotency, tasks
 from web.auth import AuthContext, authenticate
-from web.keys import DB, REDIS, SETTINGS
+from web.keys import CACHE, DB, REDIS, SETTINGS
 from web.openapi import api, ok
 from web.request import load_json, load_query, read_json
 from web.schemas import QueryBoolean, Text, cursor_field, limit_field
@@ -27,6 +27,14 @@ CREATE_SCOPE = "POST /api/v1/tasks"
 # After a task write, the caller's task reads go to the primary for this long (read-your-writes while a
 # replica catches up; replication lag is normally well under a second).
 READ_YOUR_WRITES_SECONDS = 5
+# The list query a client sends with no parameters (owner_id may name yourself, or anyone for an admin).
+DEFAULT_SORT = "-created_at"
+DEFAULT_LIST_KEYS = frozenset({"sort", "limit", "owner_id"})
+
+
+def _is_default_first_page(query: dict[str, Any]) -> bool:
+    """The page every client opens first (the one cached): no filter, no cursor, the default sort."""
+    return query["sort"] == DEFAULT_SORT and all(v is None for k, v in query.items() if k not in DEFAULT_LIST_KEYS)
 _RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d)(?:\.(\d+))?([Zz]|[+-]\d\d:\d\d)?$")
 
 
@@ -207,6 +215,7 @@ async def create_task(request: web.Request) -> web.Response:
         stored = await idempotency.run_once(conn, user_id=auth.user_id, scope=CREATE_SCOPE, key=key,
                                             request_body=body, action=create)
     await _wrote(request, auth)
+    await request.app[CACHE].invalidate(auth.user_id)
     return web.Response(status=stored.status, text=stored.body, headers=stored.response_headers())
 
 
@@ -220,11 +229,20 @@ async def list_tasks(request: web.Request) -> web.Response:
     auth = await authenticate(request)
     query = load_query(request, LIST_QUERY_SCHEMA)
     owner_id = tasks.resolve_owner(user_id=auth.user_id, is_admin=auth.is_admin, requested=query.get("owner_id"))
-    async with (await _reader(request, auth)).acquire() as conn:
-        items, cursor = await tasks.list_tasks(conn, owner_id=owner_id, filters=tasks.TaskFilters.from_mapping(query),
-                                               sort=query["sort"], limit=query["limit"], cursor=query.get("cursor"),
-                                               secret=request.app[SETTINGS].secret_key)
-    return _json(200, '{"items":[' + ",".join(items) + '],"next_cursor":' + json.dumps(cursor) + "}")
+
+    async def page(pool: asyncpg.Pool) -> tuple[str, None]:
+        async with pool.acquire() as conn:
+            items, cursor = await tasks.list_tasks(conn, owner_id=owner_id, sort=query["sort"], limit=query["limit"],
+                                                   filters=tasks.TaskFilters.from_mapping(query),
+                                                   cursor=query.get("cursor"), secret=request.app[SETTINGS].secret_key)
+        return '{"items":[' + ",".join(items) + '],"next_cursor":' + json.dumps(cursor) + "}", None
+
+    if _is_default_first_page(query):
+        body = await request.app[CACHE].get(owner_id, "task_list", lambda: page(request.app[DB].write),
+                                            variant=str(query["limit"]))
+    else:
+        body, _ = await page(await _reader(request, auth))
+    return _json(200, body)
 
 
 @api(tags=TAGS, auth="user", query=TaskOwnerQuerySchema, errors=(403,),
@@ -234,9 +252,13 @@ async def task_stats(request: web.Request) -> web.Response:
     auth = await authenticate(request)
     query = load_query(request, OWNER_QUERY_SCHEMA)
     owner_id = tasks.resolve_owner(user_id=auth.user_id, is_admin=auth.is_admin, requested=query.get("owner_id"))
-    async with (await _reader(request, auth)).acquire() as conn:
-        stats = await tasks.task_stats(conn, owner_id=owner_id)
-    return _json(200, json.dumps(stats, separators=(",", ":")))
+
+    async def fill() -> tuple[str, float | None]:
+        async with request.app[DB].write.acquire() as conn:  # cache fills read the primary (shared/cache.py)
+            stats, changes_in = await tasks.task_stats(conn, owner_id=owner_id)
+        return json.dumps(stats, separators=(",", ":")), changes_in
+
+    return _json(200, await request.app[CACHE].get(owner_id, "task_stats", fill))
 
 
 @api(tags=TAGS, auth="user", conditional="read",
@@ -263,6 +285,7 @@ async def update_task(request: web.Request) -> web.Response:
         task = await tasks.update_task(conn, task_id=_task_id(request), user_id=auth.user_id, is_admin=auth.is_admin,
                                        changes=changes, if_match=request.headers.get("If-Match"))
     await _wrote(request, auth)
+    await request.app[CACHE].invalidate(int(task["owner_id"]))  # an admin may edit anyone's task
     return _task_response(task)
 
 
@@ -271,9 +294,10 @@ async def delete_task(request: web.Request) -> web.Response:
     """Delete a task."""
     auth = await authenticate(request)
     async with request.app[DB].write.acquire() as conn:
-        await tasks.delete_task(conn, task_id=_task_id(request), user_id=auth.user_id, is_admin=auth.is_admin,
-                                if_match=request.headers.get("If-Match"))
+        owner_id = await tasks.delete_task(conn, task_id=_task_id(request), user_id=auth.user_id,
+                                           is_admin=auth.is_admin, if_match=request.headers.get("If-Match"))
     await _wrote(request, auth)
+    await request.app[CACHE].invalidate(owner_id)
     return web.Response(status=204)
 
 

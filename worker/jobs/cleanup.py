@@ -16,7 +16,7 @@ from arq import cron
 from arq.connections import ArqRedis
 from arq.jobs import Job, JobStatus
 
-from shared import exports
+from shared import exports, metrics
 from worker.jobs import runner
 from worker.jobs.runner import LEASE
 
@@ -73,6 +73,8 @@ async def sweep_jobs(ctx: dict[str, Any]) -> int:
         job = await ctx["redis"].enqueue_job(exports.function_for(row["kind"]), row["id"],
                                              _job_id=exports.arq_job_id(row["id"], bumped))
         enqueued += job is not None
+        if job is not None:
+            metrics.JOBS_ENQUEUED.labels(row["kind"]).inc()
     if rows:
         logger.info("job sweep: %s stuck jobs, %s re-enqueued", len(rows), enqueued)
     return enqueued

@@ -23,7 +23,7 @@ import asyncpg
 import jinja2
 from arq import Retry
 
-from shared import mail
+from shared import mail, metrics
 from shared.outbox import SECRET_KEYS
 from shared.config import Settings
 from shared.logs import request_id_var
@@ -96,6 +96,8 @@ async def _deliver(pool: asyncpg.Pool, settings: Settings, row: asyncpg.Record) 
         await mail.send(message, settings.smtp)
     except Exception as exc:  # noqa: BLE001 - every outcome is recorded on the row
         error = _describe(exc)
+        final = not is_transient(exc) or row["attempts"] >= MAX_ATTEMPTS
+        metrics.EMAILS_FAILED.labels(row["template"], "true" if final else "false").inc()
         if not is_transient(exc):
             # A traceback helps with a broken template; an SMTP refusal's would only repeat the address.
             logger.error("email %s (%s) failed permanently: %s", row["id"], row["template"], error,
@@ -108,6 +110,7 @@ async def _deliver(pool: asyncpg.Pool, settings: Settings, row: asyncpg.Record) 
         logger.warning("email %s: attempt %s failed (%s), retrying in %ss", row["id"], row["attempts"], error, delay)
         raise Retry(defer=delay) from exc
     await pool.execute(MARK_SENT, row["id"], SECRET_KEYS)
+    metrics.EMAILS_SENT.labels(row["template"]).inc()
     logger.info("email %s (%s) sent to user %s", row["id"], row["template"], row["user_id"])
     return "sent"
 

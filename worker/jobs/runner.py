@@ -27,7 +27,7 @@ import asyncpg
 from arq import Retry
 from redis.exceptions import RedisError
 
-from shared import exports
+from shared import exports, metrics
 from shared.config import Settings
 from shared.logs import request_id_var
 from shared.outbox import dispatch, queue_email
@@ -160,20 +160,30 @@ async def execute(ctx: dict[str, Any], job_id: int, work: Work) -> str:
 async def _run(ctx: dict[str, Any], pool: asyncpg.Pool, run: JobRun, work: Work) -> str:
     job, started = run.job, time.monotonic()
     if run.attempt > MAX_ATTEMPTS:  # claimed again and again after crashes: stop trying
+        _count(job["kind"], "failed", 0.0)
         return await _fail(pool, run, f"Gave up after {MAX_ATTEMPTS} attempts; please try again later")
     logger.info("job %s (%s %s) started, attempt %s", job["id"], job["kind"], job["format"], run.attempt)
+    metrics.JOBS_STARTED.labels(job["kind"]).inc()
+    outcome = "cancelled"
     try:
-        output = await _with_heartbeat(ctx, run, work)
-    except ClaimLost:
-        logger.warning("job %s: claim lost to another run; stopping", job["id"])
-        return "lost"
-    except asyncio.CancelledError:
-        # Worker shutdown or arq's timeout: hand the job back so a later run (arq's or the sweeper's) takes it.
-        await _quietly(pool.execute(RELEASE_JOB, job["id"], run.attempt, None))
-        raise
-    except Exception as exc:  # noqa: BLE001 - every outcome is recorded on the row
-        return await _failed_run(pool, run, exc, time.monotonic() - started)
-    return await _succeed(ctx, pool, run, output, time.monotonic() - started)
+        try:
+            output = await _with_heartbeat(ctx, run, work)
+        except ClaimLost:
+            logger.warning("job %s: claim lost to another run; stopping", job["id"])
+            outcome = "lost"
+            return outcome
+        except asyncio.CancelledError:
+            # Worker shutdown or arq's timeout: hand the job back so a later run (arq's or the sweeper's) takes it.
+            await _quietly(pool.execute(RELEASE_JOB, job["id"], run.attempt, None))
+            raise
+        except Exception as exc:  # noqa: BLE001 - every outcome is recorded on the row
+            outcome = "retried"  # _failed_run raises Retry, or returns "failed" when it gives up
+            outcome = await _failed_run(pool, run, exc, time.monotonic() - started)
+            return outcome
+        outcome = await _succeed(ctx, pool, run, output, time.monotonic() - started)
+        return outcome
+    finally:
+        _count(job["kind"], outcome, time.monotonic() - started)
 
 
 async def _with_heartbeat(ctx: dict[str, Any], run: JobRun, work: Work) -> Output:
@@ -239,6 +249,14 @@ async def _failed_run(pool: asyncpg.Pool, run: JobRun, exc: Exception, seconds: 
                    _describe(exc), delay)
     await pool.execute(RELEASE_JOB, job_id, run.attempt, None)
     raise Retry(defer=delay) from exc
+
+
+def _count(kind: str, outcome: str, seconds: float) -> None:
+    counter = {"succeeded": metrics.JOBS_SUCCEEDED, "failed": metrics.JOBS_FAILED,
+               "retried": metrics.JOBS_RETRIED}.get(outcome)
+    if counter is not None:
+        counter.labels(kind).inc()
+    metrics.JOB_DURATION.labels(kind, outcome).observe(seconds)
 
 
 async def _fail(pool: asyncpg.Pool, run: JobRun, error: str) -> str:

@@ -1,0 +1,180 @@
+"""The task list / stats cache: never stale after a write, on one app or two; Redis trouble costs speed only."""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from prometheus_client import REGISTRY
+from redis.asyncio import Redis
+
+from shared.cache import OwnerCache
+from shared.config import Settings
+from shared.devstack import RedisServer, free_port
+from web.app import create_app
+
+
+def counter(name: str, cache: str) -> float:
+    return REGISTRY.get_sample_value(name, {"cache": cache}) or 0.0
+
+
+async def read(client: Any, headers: dict[str, str], owner: int | None = None) -> tuple[Any, Any]:
+    query = f"?owner_id={owner}" if owner else ""
+    listing = await client.get(f"/api/v1/tasks{query}", headers=headers)
+    stats = await client.get(f"/api/v1/tasks/stats{query}", headers=headers)
+    assert listing.status == 200 and stats.status == 200
+    return await listing.json(), await stats.json()
+
+
+async def test_second_read_is_a_hit(client: Any, make_user: Any) -> None:
+    user = await make_user()
+    await client.post("/api/v1/tasks", json={"title": "one"}, headers=user.headers)
+    misses, hits = counter("taskdeck_cache_misses_total", "task_list"), counter("taskdeck_cache_hits_total", "task_list")
+    stat_hits = counter("taskdeck_cache_hits_total", "task_stats")
+    first, second = await read(client, user.headers), await read(client, user.headers)
+    assert first == second and first[0]["items"][0]["title"] == "one"
+    assert counter("taskdeck_cache_misses_total", "task_list") == misses + 1
+    assert counter("taskdeck_cache_hits_total", "task_list") == hits + 1
+    assert counter("taskdeck_cache_hits_total", "task_stats") == stat_hits + 1
+    # Filtered or later pages are not cached (and so never counted).
+    await client.get("/api/v1/tasks?status=todo", headers=user.headers)
+    assert counter("taskdeck_cache_hits_total", "task_list") == hits + 1
+
+
+async def test_every_write_path_is_seen_at_once_on_two_apps(aiohttp_client: Any, settings: Settings,
+                                                            make_user: Any) -> None:
+    one, two = await aiohttp_client(create_app(settings)), await aiohttp_client(create_app(settings))
+    oracle = await aiohttp_client(create_app(settings.with_(cache=False)))
+    ada, root = await make_user(), await make_user(role="admin")
+    due = (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    task_ids: list[int] = []
+    keys = itertools.count()
+
+    async def create(client: Any, who: Any) -> None:
+        response = await client.post("/api/v1/tasks", json={"title": f"t{len(task_ids)}", "due_at": due},
+                                     headers={**ada.headers, "Idempotency-Key": f"k{next(keys)}"})
+        assert response.status == 201
+        task_ids.append((await response.json())["id"])
+
+    async def update(client: Any, who: Any) -> None:
+        response = await client.patch(f"/api/v1/tasks/{task_ids[-1]}", json={"status": "done", "title": "done"},
+                                      headers=who.headers)
+        assert response.status == 200
+
+    async def delete(client: Any, who: Any) -> None:
+        response = await client.delete(f"/api/v1/tasks/{task_ids.pop(0)}", headers=who.headers)
+        assert response.status == 204
+
+    plan = [create, create, update, create, delete, update, create, delete, create, update, delete, create]
+    for step, action in enumerate(plan * 2):
+        writer, other = (one, two) if step % 2 else (two, one)
+        await read(one, ada.headers), await read(two, ada.headers), await read(two, root.headers, ada.id)
+        await action(writer, root if step % 3 == 0 else ada)  # every third write is an admin's
+        expected = await read(oracle, ada.headers)
+        for client in (writer, other):
+            assert await read(client, ada.headers) == expected, (step, action.__name__)
+            assert await read(client, root.headers, ada.id) == expected, (step, action.__name__)
+
+
+async def test_a_write_during_a_fill_is_never_hidden(settings: Settings) -> None:
+    """The fill race: rows read before a write must not be served after it."""
+    redis = Redis.from_url(settings.redis_url)
+    cache = OwnerCache(redis, ttl=60)
+    try:
+        async def racing_fill() -> tuple[str, None]:
+            answer = "before the write"
+            await cache.invalidate(7)  # the write commits and invalidates while this fill runs
+            return answer, None
+
+        assert await cache.get(7, "task_list", racing_fill) == "before the write"
+
+        async def fresh() -> tuple[str, None]:
+            return "after the write", None
+
+        assert await cache.get(7, "task_list", fresh) == "after the write"
+        assert await cache.get(7, "task_list", fresh) == "after the write"
+    finally:
+        await redis.aclose()
+
+
+async def test_an_evicted_version_key_never_resurrects_old_entries(settings: Settings) -> None:
+    redis = Redis.from_url(settings.redis_url)
+    cache = OwnerCache(redis, ttl=60)
+    try:
+        async def old() -> tuple[str, None]:
+            return "old", None
+
+        async def new() -> tuple[str, None]:
+            return "new", None
+
+        assert await cache.get(1, "task_stats", old) == "old"
+        await cache.invalidate(1)
+        await redis.delete(OwnerCache._version_key(1))  # eviction (maxmemory) or expiry
+        assert await cache.get(1, "task_stats", new) == "new"
+    finally:
+        await redis.aclose()
+
+
+async def test_failed_invalidation_bypasses_the_cache_until_retried(settings: Settings) -> None:
+    good = Redis.from_url(settings.redis_url)
+    unreachable = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
+    cache = OwnerCache(good, ttl=60)
+    errors = counter("taskdeck_cache_errors_total", "invalidate")
+    try:
+        async def old() -> tuple[str, None]:
+            return "old", None
+
+        async def new() -> tuple[str, None]:
+            return "new", None
+
+        assert await cache.get(3, "task_list", old) == "old"
+        cache.redis = unreachable  # this process loses Redis just as a write commits
+        await cache.invalidate(3)
+        assert cache.pending == {3}
+        assert counter("taskdeck_cache_errors_total", "invalidate") == errors + 1
+        cache.redis = good  # Redis is back, old entry and all: the pending invalidation goes first
+        assert await cache.get(3, "task_list", new) == "new"
+        assert cache.pending == set()
+        assert await cache.get(3, "task_list", old) == "new"  # and the fresh answer is cached
+    finally:
+        await good.aclose()
+        await unreachable.aclose()
+
+
+async def test_stats_expire_when_a_task_falls_due(client: Any, make_user: Any) -> None:
+    user = await make_user()
+    soon = (datetime.now(timezone.utc) + timedelta(seconds=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    await client.post("/api/v1/tasks", json={"title": "soon", "due_at": soon}, headers=user.headers)
+    stats = await (await client.get("/api/v1/tasks/stats", headers=user.headers)).json()
+    assert stats["overdue"] == 0
+    deadline = time.monotonic() + 30  # CACHE_TTL is 60 s: only the due-time bound can make this pass
+    while stats["overdue"] == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        stats = await (await client.get("/api/v1/tasks/stats", headers=user.headers)).json()
+    assert stats["overdue"] == 1
+
+
+async def test_reads_stay_correct_with_redis_down(aiohttp_client: Any, settings: Settings, make_user: Any,
+                                                  tmp_path: Any) -> None:
+    own = RedisServer(tmp_path / "redis")
+    own.start()
+    try:
+        client = await aiohttp_client(create_app(settings.with_(redis_url=own.url)))
+        user = await make_user()
+        await client.post("/api/v1/tasks", json={"title": "a"}, headers=user.headers)
+        await read(client, user.headers)
+        own.stop()
+        errors = counter("taskdeck_cache_errors_total", "task_list")
+        invalidations = counter("taskdeck_cache_errors_total", "invalidate")
+        assert (await client.post("/api/v1/tasks", json={"title": "b"}, headers=user.headers)).status == 201
+        assert counter("taskdeck_cache_errors_total", "invalidate") == invalidations + 1
+        listing, stats = await read(client, user.headers)
+        assert [t["title"] for t in listing["items"]] == ["b", "a"] and stats["by_status"]["todo"] == 2
+        other = await make_user()  # not waiting for an invalidation: tries the cache, fails, reads the database
+        listing, _ = await read(client, other.headers)
+        assert listing["items"] == []
+        assert counter("taskdeck_cache_errors_total", "task_list") == errors + 1
+    finally:
+        own.stop()

@@ -1,0 +1,231 @@
+"""Rate limits in Redis with the `limits` library (moving window), shared by every web process.
+
+Tiers (each configurable, see README):
+
+- ``auth_address``: login, register, password reset (request and confirm), verify-email, per client address;
+- ``auth_email``: register and password-reset requests per target email;
+- ``login``: *failed* logins per email (checked before, counted after a 401);
+- ``api``: authenticated requests per user (a bearer token with a valid signature names the user);
+- ``jobs``: ``POST /api/v1/exports`` and ``POST /api/v1/reports`` per user.
+
+Other code (the HTML views) calls ``hit(request, tier, key)`` or ``check(request, tier, key)``: both raise
+the 429 (RateLimited, with Retry-After) and record the tightest limit seen, which ``add_headers`` writes as
+``RateLimit-Limit/-Remaining/-Reset`` on whatever response the request ends with, errors included.
+
+Redis down: the check is skipped (fail open), counted in ``taskdeck_ratelimit_errors_total`` and logged at
+most once a minute per process. Nothing here ever makes a request fail for lack of Redis.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+import limits
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.util import WindowStats
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from shared import metrics
+from shared.config import Settings
+from shared.errors import RateLimited, Unauthorized
+from shared.security import decode_access_token
+from web.keys import REDIS, SETTINGS
+
+logger = logging.getLogger("app.web.ratelimit")
+STORAGE_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+ERROR_LOG_INTERVAL = 60.0
+KEY_PREFIX = "taskdeck:rl"
+# Routes limited per client address before the handler runs (names from web/views/auth.py).
+AUTH_ADDRESS_ROUTES = frozenset({"auth-login", "auth-register", "auth-password-reset",
+                                 "auth-password-reset-confirm", "auth-verify-email"})
+JOB_ROUTES = frozenset({"exports-create", "reports-create"})
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One limit's state after a check, as the response headers show it."""
+
+    limit: int
+    remaining: int
+    reset_at: float  # epoch seconds when a slot frees up
+
+    def tighter_than(self, other: "Usage | None") -> bool:
+        return other is None or (self.remaining, self.limit) < (other.remaining, other.limit)
+
+    def seconds_to_reset(self) -> int:
+        return max(0, math.ceil(self.reset_at - time.time()))
+
+
+USAGE = web.RequestKey("ratelimit_usage", Usage)
+
+
+class Limiter:
+    """The tiers and their Redis storage for one app (it borrows the app's Redis connection pool)."""
+
+    def __init__(self, settings: Settings, redis: Redis) -> None:
+        scheme, _, rest = settings.redis_url.partition("://")
+        uri = ("async+redis+unix" if scheme == "unix" else f"async+{scheme}") + "://" + rest
+        storage = RedisStorage(uri, implementation="redispy", key_prefix=KEY_PREFIX, connection_pool=redis.connection_pool)
+        self.strategy = MovingWindowRateLimiter(storage)
+        self.tiers = {
+            "login": limits.parse(settings.rate_limit_login),
+            "auth_address": limits.parse(settings.rate_limit_auth_address),
+            "auth_email": limits.parse(settings.rate_limit_auth_email),
+            "api": limits.parse(settings.rate_limit_api),
+            "jobs": limits.parse(settings.rate_limit_jobs),
+        }
+        self.trusted = [ipaddress.ip_network(cidr) for cidr in settings.trusted_proxies]
+        self._last_error_log = -math.inf
+
+    def storage_failed(self) -> None:
+        metrics.RATELIMIT_ERRORS.inc()
+        now = time.monotonic()
+        if now - self._last_error_log >= ERROR_LOG_INTERVAL:
+            self._last_error_log = now
+            logger.warning("rate limits unavailable (Redis error): letting requests through", exc_info=True)
+
+    def is_trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.trusted)
+
+
+LIMITER = web.AppKey("limiter", Limiter)
+
+
+def client_address(request: web.Request) -> str:
+    """The socket peer, unless it is a trusted proxy: then the nearest untrusted X-Forwarded-For hop.
+
+    Walking from the right means a client cannot choose its own address by sending a forged header:
+    the hops a trusted proxy appended are the only ones believed.
+    """
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    address = str(peer[0]) if peer else (request.remote or "unknown")
+    limiter = request.app.get(LIMITER)
+    if limiter is None or not limiter.trusted or not limiter.is_trusted(address):
+        return address
+    for hop in reversed([h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",")]):
+        if not hop:
+            continue
+        if not limiter.is_trusted(hop):
+            return hop
+        address = hop
+    return address
+
+
+def _identifier(key: str) -> str:
+    # Emails and addresses never appear in Redis key names in clear.
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+async def _stats(limiter: Limiter, tier: str, key: str, *, count: bool) -> tuple[bool, WindowStats] | None:
+    item = limiter.tiers[tier]
+    try:
+        allowed = await limiter.strategy.hit(item, tier, _identifier(key)) if count else True
+        stats = await limiter.strategy.get_window_stats(item, tier, _identifier(key))
+    except STORAGE_ERRORS:
+        limiter.storage_failed()
+        return None
+    return allowed, stats
+
+
+def _record(request: web.Request, tier: str, stats: WindowStats) -> Usage:
+    limiter = request.app[LIMITER]
+    usage = Usage(limiter.tiers[tier].amount, max(0, stats.remaining), stats.reset_time)
+    if usage.tighter_than(request.get(USAGE)):
+        request[USAGE] = usage
+    return usage
+
+
+def _reject(tier: str, usage: Usage) -> RateLimited:
+    metrics.RATELIMIT_REJECTIONS.labels(tier).inc()
+    retry_after = max(1, usage.seconds_to_reset())
+    return RateLimited(f"Too many requests ({tier.replace('_', ' ')} limit of {usage.limit}); "
+                       f"retry in {retry_after} s", headers={"Retry-After": str(retry_after)})
+
+
+async def hit(request: web.Request, tier: str, key: str, *, reject: bool = True) -> None:
+    """Count one request of ``key`` against ``tier``; RateLimited (429) once it is used up.
+
+    :param reject: False counts without refusing (a failed login is counted after its 401 is decided).
+    """
+    limiter = request.app.get(LIMITER)
+    if limiter is None:  # RATE_LIMITS=off
+        return
+    result = await _stats(limiter, tier, key, count=True)
+    if result is None:
+        return
+    allowed, stats = result
+    usage = _record(request, tier, stats)
+    if reject and not allowed:
+        raise _reject(tier, usage)
+
+
+async def check(request: web.Request, tier: str, key: str) -> None:
+    """Refuse (429) when ``tier`` is used up for ``key``, without counting this request."""
+    limiter = request.app.get(LIMITER)
+    if limiter is None:
+        return
+    result = await _stats(limiter, tier, key, count=False)
+    if result is None:
+        return
+    usage = _record(request, tier, result[1])
+    if usage.remaining <= 0:
+        raise _reject(tier, usage)
+
+
+def _bearer_user(request: web.Request) -> str | None:
+    """The user a validly signed bearer token names (expiry and revocation are the auth check's business)."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    try:
+        return str(decode_access_token(request.app[SETTINGS], token.strip()).user_id)
+    except Unauthorized:  # the handler answers 401 itself
+        return None
+
+
+@web.middleware
+async def ratelimit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The route-level tiers, before the handler runs (so a flood costs no database work)."""
+    if LIMITER in request.app:
+        name = request.match_info.route.name
+        if name in AUTH_ADDRESS_ROUTES:
+            await hit(request, "auth_address", client_address(request))
+        elif request.path.startswith("/api/") and (user := _bearer_user(request)) is not None:
+            await hit(request, "api", user)
+            if name in JOB_ROUTES:
+                await hit(request, "jobs", user)
+    return await handler(request)
+
+
+async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: the RateLimit-* headers of the tightest limit this request met."""
+    usage = request.get(USAGE)
+    if usage is not None:
+        response.headers["RateLimit-Limit"] = str(usage.limit)
+        response.headers["RateLimit-Remaining"] = str(usage.remaining)
+        response.headers["RateLimit-Reset"] = str(usage.seconds_to_reset())
+
+
+def setup(app: web.Application) -> None:
+    """Install the limiter (unless RATE_LIMITS=off); append after the Redis cleanup context."""
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        if app[SETTINGS].rate_limits:
+            app[LIMITER] = Limiter(app[SETTINGS], app[REDIS])
+        yield
+
+    app.cleanup_ctx.append(ctx)
+    app.on_response_prepare.append(add_headers)
