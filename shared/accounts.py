@@ -148,8 +148,11 @@ async def _start_session(conn: asyncpg.Connection, settings: Settings, user_id: 
     return TokenPair(access, refresh, settings.access_token_ttl)
 
 
-async def login(db: Database, settings: Settings, *, email: str, password: str) -> TokenPair:
-    """Same 401, and the same bcrypt cost, whether the email or the password is wrong."""
+async def check_credentials(db: Database, settings: Settings, *, email: str, password: str) -> int:
+    """The id of the active account with this email and password (used by the API and the HTML login).
+
+    Same 401, and the same bcrypt cost, whether the email or the password is wrong.
+    """
     async with db.write.acquire() as conn:
         row = await conn.fetchrow(SELECT_LOGIN, email)
     if not await verify_password(password, row["password_hash"] if row else None, settings.bcrypt_rounds):
@@ -157,8 +160,23 @@ async def login(db: Database, settings: Settings, *, email: str, password: str) 
     assert row is not None
     if not row["is_active"]:
         raise Forbidden("This account has been deactivated")
+    return int(row["id"])
+
+
+async def login(db: Database, settings: Settings, *, email: str, password: str) -> TokenPair:
+    user_id = await check_credentials(db, settings, email=email, password=password)
     async with db.write.acquire() as conn, conn.transaction():
-        return await _start_session(conn, settings, row["id"])
+        return await _start_session(conn, settings, user_id)
+
+
+async def open_browser_session(db: Database, settings: Settings, *, email: str, password: str) -> tuple[int, str]:
+    """Log in for the HTML pages: (user id, session id) of a new session row, the one the cookie names.
+
+    No refresh token: the cookie is re-checked against this row on every request instead.
+    """
+    user_id = await check_credentials(db, settings, email=email, password=password)
+    async with db.write.acquire() as conn:
+        return user_id, str(await conn.fetchval(INSERT_SESSION, user_id))
 
 
 async def refresh(db: Database, settings: Settings, *, refresh_token: str) -> TokenPair:

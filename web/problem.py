@@ -7,6 +7,8 @@ from typing import Any, Mapping
 import aiohttp_jinja2
 from aiohttp import web
 
+from web.views.pages import login_url, page_context
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 _TITLES = {
@@ -25,8 +27,10 @@ def wants_html(request: web.Request) -> bool:
 def error_page(request: web.Request, status: int, *, detail: str, request_id: str, title: str | None = None,
                headers: Mapping[str, str] | None = None, **_: Any) -> web.Response:
     """The HTML twin of problem_response (same arguments; validation details are for API clients)."""
-    context = {"status": status, "title": title or _TITLES.get(status, "Error"), "detail": detail,
-               "request_id": request_id}
+    if status == 401 and request.method == "GET":  # a page that needs a signed-in browser: sign in first
+        return web.Response(status=303, headers={"Location": login_url(request.path_qs)})
+    context = {**page_context(request), "status": status, "title": title or _TITLES.get(status, "Error"),
+               "detail": detail, "request_id": request_id}
     response = aiohttp_jinja2.render_template("errors/error.html", request, context, status=status)
     response.headers.update(headers or {})
     return response
