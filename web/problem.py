@@ -4,10 +4,9 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-import aiohttp_jinja2
 from aiohttp import web
 
-from web.views.pages import login_url, page_context
+from web.views.pages import login_url, render
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -29,9 +28,9 @@ def error_page(request: web.Request, status: int, *, detail: str, request_id: st
     """The HTML twin of problem_response (same arguments; validation details are for API clients)."""
     if status == 401 and request.method == "GET":  # a page that needs a signed-in browser: sign in first
         return web.Response(status=303, headers={"Location": login_url(request.path_qs)})
-    context = {**page_context(request), "status": status, "title": title or _TITLES.get(status, "Error"),
+    context = {"status": status, "title": title or _TITLES.get(status, "Error"),
                "detail": detail, "request_id": request_id}
-    response = aiohttp_jinja2.render_template("errors/error.html", request, context, status=status)
+    response = render(request, "errors/error.html", context, status)
     response.headers.update(headers or {})
     return response
 

@@ -144,7 +144,7 @@ def read_flash(request: web.Request, settings: Settings) -> dict[str, str] | Non
     return {"level": "error" if level == "error" else "ok", "text": str(text)}
 
 
-async def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
+def finish(request: web.Request, response: web.StreamResponse) -> None:
     """Set the nonce minted while rendering, and drop a flash message once it has been shown."""
     settings = request.app[SETTINGS]
     nonce = request.get(NONCE_KEY)

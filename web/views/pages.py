@@ -57,6 +57,7 @@ def render(request: web.Request, template: str, context: Mapping[str, Any], stat
     response = aiohttp_jinja2.render_template(template, request, {**page_context(request), **context},
                                               status=status)
     response.headers["Cache-Control"] = "no-store"  # pages show private data
+    session.finish(request, response)
     return response
 
 
@@ -65,6 +66,7 @@ def redirect(request: web.Request, location: str, flash: str | None = None, leve
     response = web.Response(status=303, headers={"Location": location})
     if flash:
         session.set_flash(response, request.app[SETTINGS], flash, level)
+    session.finish(request, response)
     return response
 
 
@@ -209,9 +211,8 @@ def task_dict(body: str) -> dict[str, Any]:
 
 
 def setup(app: web.Application) -> None:
-    """Static files, template helpers, and the response hook for the nonce and flash cookies."""
+    """Static files and template helpers."""
     env = aiohttp_jinja2.get_env(app)
     env.filters.update(when=when, local_input=local_input)
     env.globals["zip"] = zip
     app.router.add_static("/static/", STATIC, name="static")
-    app.on_response_prepare.append(session.on_response_prepare)
