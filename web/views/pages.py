@@ -11,7 +11,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Mapping
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiohttp_jinja2
@@ -142,7 +142,7 @@ def split_tags(text: str) -> list[str]:
 
 def zone_name(request: web.Request, override: str | None = None) -> str:
     """The viewer's IANA zone (from a form's ``tz`` field or the cookie app.js sets), UTC without either."""
-    for candidate in (override, request.cookies.get(TZ_COOKIE)):
+    for candidate in (override, unquote(request.cookies.get(TZ_COOKIE, ""))):
         if candidate and len(candidate) <= 64:
             try:
                 ZoneInfo(candidate)
