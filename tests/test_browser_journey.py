@@ -160,6 +160,11 @@ async def test_new_user_journey(new_page, live, stack):
     assert len(rows) == 23 and all(r["priority"] == "low" for r in rows)
     assert {r["title"] for r in rows} == {f"Seeded task {n:02d}" for n in range(2, 25)}
 
+    # The "ready" mail links to the page that offers the download.
+    link = await mail_link(stack.smtp, EMAIL, "/exports#job-")
+    await page.goto(link)
+    await expect(page.locator(link[link.index("#"):]).get_by_role("link", name=re.compile("Download"))).to_be_visible()
+
     # A summary report, then its web page.
     period_from = (datetime.now(timezone.utc) - timedelta(days=7)).strftime("%Y-%m-%d")
     await page.get_by_label("From", exact=True).fill(period_from)
