@@ -1,7 +1,8 @@
 """A real browser against the real app: Debian Chromium driven by Playwright, the app on a real port.
 
 Async Playwright, the app and an arq worker share the session's event loop (the browser tests run with
-``loop_scope="session"``, so one browser serves the whole session); each test gets fresh contexts. Screenshots of every page go to ``var/screenshots/`` (or ``$TASKDECK_SCREENSHOTS``).
+``loop_scope="session"``, so one browser serves the whole session); each test gets fresh contexts.
+Screenshots of every page go to ``var/screenshots/`` (or ``$TASKDECK_SCREENSHOTS``).
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from worker.settings import build_worker
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-gpu"]
-SCREENSHOTS = Path(os.environ.get("TASKDECK_SCREENSHOTS", Path(__file__).resolve().parent.parent / "var" / "screenshots"))
+SCREENSHOTS = Path(os.environ.get("TASKDECK_SCREENSHOTS")
+                   or Path(__file__).resolve().parent.parent / "var" / "screenshots")
 PASSWORD = "correct horse battery"
 TIMEOUT_MS = 30_000  # a loaded CI machine; every wait polls, none sleeps
 

@@ -44,10 +44,11 @@ async def test_reset_page_sets_the_password(client, db):
     await client.post("/api/v1/auth/password-reset", json={"email": "ada@example.com"})
     token = await _token(db, "password_reset")
     csrf = csrf_of(await (await client.get(f"/reset-password?token={token}")).text())
-    short = await client.post("/reset-password", data={"token": token, "password": "short", "csrf_token": csrf})
+    form = {"token": token, "csrf_token": csrf}
+    short = await client.post("/reset-password", data={**form, "password": "short"})
     assert short.status == 422 and "between 8 and 128" in await short.text()
-    done = await client.post("/reset-password", data={"token": token, "password": "fresh password 1", "csrf_token": csrf})
+    done = await client.post("/reset-password", data={**form, "password": "fresh password 1"})
     assert done.status == 200 and "changed" in await done.text()
     assert await login(client, password="fresh password 1")
-    spent = await client.post("/reset-password", data={"token": token, "password": "fresh password 2", "csrf_token": csrf})
+    spent = await client.post("/reset-password", data={**form, "password": "fresh password 2"})
     assert spent.status == 422

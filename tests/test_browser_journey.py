@@ -4,13 +4,12 @@ from __future__ import annotations
 import csv
 import io
 import re
-from pathlib import Path
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
-from playwright.async_api import expect
-
 from browser_helpers import PASSWORD, check_a11y, mail_link
+from playwright.async_api import expect
 
 EMAIL = "ada@example.com"
 pytestmark = pytest.mark.asyncio(loop_scope="session")

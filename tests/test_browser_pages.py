@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
+from browser_helpers import PASSWORD, check_a11y, mail_link, shot
 from playwright.async_api import expect
 
-from browser_helpers import PASSWORD, check_a11y, mail_link, shot
 from shared.security import hash_password
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -52,8 +52,9 @@ async def test_cookies_are_secure_when_public_url_is_https(aiohttp_client, setti
     assert response.status == 303 and response.cookies[SESSION_COOKIE]["secure"]
 
 
-@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)",
-                                    "http:/evil.example", "/\t/evil.example", "evil.example", "/logout", ""])
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "/\\evil.example",
+                                    "javascript:alert(1)", "http:/evil.example", "/\t/evil.example", "evil.example",
+                                    "/logout", ""])
 def test_next_never_leaves_the_site(target):
     assert safe_next(target) == "/tasks"
 

@@ -4,8 +4,21 @@ from __future__ import annotations
 from aiohttp import web
 
 from web import openapi
-from web.views import (account_pages, admin, auth, exports, ops, pages, pages_admin, pages_auth, pages_exports,
-                       pages_tasks, reports, tasks, users)
+from web.views import (
+    account_pages,
+    admin,
+    auth,
+    exports,
+    ops,
+    pages,
+    pages_admin,
+    pages_auth,
+    pages_exports,
+    pages_tasks,
+    reports,
+    tasks,
+    users,
+)
 
 
 def setup_routes(app: web.Application) -> None:

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from shared import exports
+from shared import exports, tasks
 from shared.errors import ValidationFailed
 from shared.task_export import filters_to_params
 from web.auth import AuthContext
@@ -19,7 +19,6 @@ from web.views.exports import ExportCreateSchema
 from web.views.pages import field_errors, form_data, load_form, page_user, present, redirect, render, zone_name
 from web.views.pages_tasks import SORT_LABELS, filter_input
 from web.views.reports import ReportCreateSchema, report_params
-from shared import tasks
 
 EXPORT_SCHEMA, REPORT_SCHEMA = ExportCreateSchema(), ReportCreateSchema()
 PAGE_SIZE = 20
@@ -43,7 +42,8 @@ async def _context(request: web.Request, auth: AuthContext) -> dict[str, Any]:
     async with request.app[DB].write.acquire() as conn:  # primary: a job created a moment ago must show
         jobs, next_cursor = await exports.list_jobs(conn, owner_id=auth.user_id, limit=PAGE_SIZE, cursor=cursor,
                                                     secret=request.app[SETTINGS].secret_key)
-    return {"jobs": [job_view(job) for job in jobs], "next_url": "/exports?cursor=" + next_cursor if next_cursor else None,
+    next_url = "/exports?cursor=" + next_cursor if next_cursor else None
+    return {"jobs": [job_view(job) for job in jobs], "next_url": next_url,
             "sorts": SORT_LABELS, "statuses": tasks.STATUSES, "priorities": tasks.PRIORITIES,
             "pending": any(job["status"] in ("queued", "running") for job in jobs),
             "export_values": {}, "report_values": {}, "is_admin": auth.is_admin}

@@ -15,8 +15,22 @@ from shared import tasks
 from shared.errors import PreconditionFailed, ValidationFailed
 from web.auth import AuthContext
 from web.keys import DB, SETTINGS
-from web.views.pages import (chosen, field_errors, form_data, load_form, next_day, page_user, parse_local, present,
-                             redirect, render, safe_next, split_tags, task_dict, zone_name)
+from web.views.pages import (
+    chosen,
+    field_errors,
+    form_data,
+    load_form,
+    next_day,
+    page_user,
+    parse_local,
+    present,
+    redirect,
+    render,
+    safe_next,
+    split_tags,
+    task_dict,
+    zone_name,
+)
 from web.views.tasks import CREATE_SCHEMA, LIST_QUERY_SCHEMA, UPDATE_SCHEMA, _reader, _wrote
 
 PAGE_SIZE = 20
