@@ -47,6 +47,10 @@ async def test_admin_deactivates_a_user_whose_open_session_ends(new_page, live):
     await admin.get_by_role("link", name="Admin").click()
     await expect(admin.locator("table.users tbody tr")).to_have_count(5)
     await check_a11y(admin, "admin")
+    await admin.get_by_role("link", name="Activity report").click()  # the report's web page, by session
+    await expect(admin.get_by_role("heading", level=1)).to_contain_text("ctivity")
+    await check_a11y(admin, "report-admin-activity")
+    await admin.go_back()
     await admin.get_by_label("Email or name contains", exact=True).fill("bob")
     await admin.get_by_role("button", name="Search").click()
     await expect(admin.locator("table.users tbody tr")).to_have_count(1)
