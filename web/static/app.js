@@ -69,7 +69,7 @@
   function describe(job) {
     if (job.status === "succeeded") {
       var size = ((job.size_bytes || 0) / 1024).toFixed(1) + " KiB";
-      return (job.row_count !== null ? job.row_count + " tasks · " : "") + size;
+      return (job.row_count !== null ? job.row_count + (job.row_count === 1 ? " task · " : " tasks · ") : "") + size;
     }
     if (job.status === "failed") { return job.error || "failed"; }
     return Math.round(job.progress * 100) + "% done";

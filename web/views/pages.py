@@ -100,13 +100,18 @@ async def form_data(request: web.Request) -> MultiDictProxy[Any]:
     return await request.post()
 
 
-def load_form(schema: Schema, data: Mapping[str, Any]) -> dict[str, Any]:
-    """Load form values with the API's schema; problems become a ValidationFailed with per-field messages."""
+def load_form(schema: Schema, data: Mapping[str, Any], errors: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
+    """Load form values with the API's schema; problems (and ``errors`` found while reading the form, e.g.
+    an unreadable date) become one ValidationFailed with per-field messages, so every field says what is wrong.
+    """
     try:
-        return schema.load(data)
+        loaded = schema.load(data)
     except ValidationError as exc:
         messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
-        raise ValidationFailed(messages) from None
+        raise ValidationFailed({**messages, **(errors or {})}) from None
+    if errors:
+        raise ValidationFailed(dict(errors))
+    return loaded
 
 
 def field_errors(exc: ValidationFailed) -> dict[str, list[str]]:
@@ -152,8 +157,11 @@ def zone_name(request: web.Request, override: str | None = None) -> str:
     return "UTC"
 
 
-def parse_local(text: str, zone: str, field: str) -> str | None:
-    """A datetime-local (or date) input in ``zone`` as RFC 3339 UTC for the API schemas; '' is None."""
+def parse_local(text: str, zone: str, field: str, errors: dict[str, list[str]]) -> str | None:
+    """A datetime-local (or date) input in ``zone`` as RFC 3339 UTC for the API schemas; '' is None.
+
+    An unreadable value is recorded in ``errors`` (and None returned), for ``load_form`` to report.
+    """
     text = text.strip()
     if not text:
         return None
@@ -166,7 +174,9 @@ def parse_local(text: str, zone: str, field: str) -> str | None:
             raise ValueError(text)
         moment = moment.replace(tzinfo=ZoneInfo(zone)).astimezone(timezone.utc)
     except (ValueError, OverflowError):
-        raise ValidationFailed({field: ["Enter a date and time, e.g. 2026-11-22 18:30."]}) from None
+        example = "2026-11-22" if _DATE_INPUT.match(text) or len(text) <= 10 else "2026-11-22 18:30"
+        errors[field] = [f"Enter a valid date{'' if len(example) == 10 else ' and time'}, e.g. {example}."]
+        return None
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

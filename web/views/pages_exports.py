@@ -64,9 +64,10 @@ async def _start(request: web.Request, auth: AuthContext, kind: str, format: str
 async def create_export(request: web.Request) -> web.Response:
     auth = await page_user(request)
     form = await form_data(request)
+    errors: dict[str, list[str]] = {}
     try:
-        data = load_form(EXPORT_SCHEMA, {**present(form, "format"),
-                                         "filters": filter_input(form, zone_name(request, form.get("tz")))})
+        filters = filter_input(form, zone_name(request, form.get("tz")), errors)
+        data = load_form(EXPORT_SCHEMA, {**present(form, "format"), "filters": filters}, errors)
     except ValidationFailed as exc:
         context = await _context(request, auth)
         errors = field_errors(exc)

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
+from marshmallow import Schema
 from multidict import MultiDictProxy
 
 from shared import tasks
@@ -40,14 +41,14 @@ SORT_LABELS = {"-created_at": "Newest first", "created_at": "Oldest first", "due
 FILTER_FIELDS = ("status", "priority", "tag", "q", "due_from", "due_to", "overdue", "sort")
 
 
-def filter_input(query: MultiDictProxy[Any], zone: str) -> dict[str, Any]:
+def filter_input(query: MultiDictProxy[Any], zone: str, errors: dict[str, list[str]]) -> dict[str, Any]:
     """A filter form (the list's, the export's) as the API's filter names; dates are whole days in ``zone``."""
     data: dict[str, Any] = present(query, "tag", "q", "sort")
     data.update({name: chosen(query, name) for name in ("status", "priority") if chosen(query, name)})
     if query.get("overdue"):
         data["overdue"] = "true"
-    due_from = parse_local(str(query.get("due_from", "")), zone, "due_from")
-    due_to = parse_local(str(query.get("due_to", "")), zone, "due_to")
+    due_from = parse_local(str(query.get("due_from", "")), zone, "due_from", errors)
+    due_to = parse_local(str(query.get("due_to", "")), zone, "due_to", errors)
     if due_from:
         data["due_after"] = due_from
     if due_to:
@@ -57,17 +58,23 @@ def filter_input(query: MultiDictProxy[Any], zone: str) -> dict[str, Any]:
 
 def list_query(query: MultiDictProxy[Any], zone: str) -> dict[str, Any]:
     """The page's query string as the API's list query."""
-    return load_form(LIST_QUERY_SCHEMA, {**filter_input(query, zone), **present(query, "cursor"), "limit": PAGE_SIZE})
+    errors: dict[str, list[str]] = {}
+    data = {**filter_input(query, zone, errors), **present(query, "cursor"), "limit": PAGE_SIZE}
+    return load_form(LIST_QUERY_SCHEMA, data, errors)
 
 
-def task_input(form: MultiDictProxy[Any], zone: str) -> dict[str, Any]:
-    """A task form as the API's JSON body: tags comma-separated, due date in the viewer's zone."""
-    data = {name: str(form[name]) for name in ("title", "description", "status", "priority") if name in form}
+def load_task(schema: Schema, form: MultiDictProxy[Any], zone: str) -> dict[str, Any]:
+    """A task form through the API's schema: tags comma-separated, the due date in the viewer's zone."""
+    data: dict[str, Any] = {name: str(form[name]) for name in ("title", "description", "status", "priority")
+                            if name in form}
+    errors: dict[str, list[str]] = {}
     if "due_at" in form:
-        data["due_at"] = parse_local(str(form["due_at"]), zone, "due_at")
+        due_at = parse_local(str(form["due_at"]), zone, "due_at", errors)
+        if "due_at" not in errors:
+            data["due_at"] = due_at
     if "tags" in form:
         data["tags"] = split_tags(str(form["tags"]))
-    return data
+    return load_form(schema, data, errors)
 
 
 def _filters_without_cursor(query: MultiDictProxy[Any]) -> list[tuple[str, str]]:
@@ -108,7 +115,7 @@ async def create_task(request: web.Request) -> web.Response:
     auth = await page_user(request)
     form = await form_data(request)
     try:
-        data = load_form(CREATE_SCHEMA, task_input(form, zone_name(request, form.get("tz"))))
+        data = load_task(CREATE_SCHEMA, form, zone_name(request, form.get("tz")))
         async with request.app[DB].write.acquire() as conn:
             task = await tasks.create_task(conn, owner_id=auth.user_id, data=data)
     except ValidationFailed as exc:
@@ -137,7 +144,7 @@ async def update_task(request: web.Request) -> web.Response:
     form = await form_data(request)
     task_id = _task_id(request)
     try:
-        changes = load_form(UPDATE_SCHEMA, task_input(form, zone_name(request, form.get("tz"))))
+        changes = load_task(UPDATE_SCHEMA, form, zone_name(request, form.get("tz")))
         async with request.app[DB].write.acquire() as conn:
             await tasks.update_task(conn, task_id=task_id, user_id=auth.user_id, is_admin=auth.is_admin,
                                     changes=changes, if_match=str(form.get("etag") or "") or None)
