@@ -198,3 +198,11 @@ async def new_page(browser: Any, live: Any) -> AsyncIterator[Any]:
     yield make
     for context in contexts:
         await context.close()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say where the browser tests left their screenshots (one PNG per page visited)."""
+    from browser_helpers import SCREENSHOTS
+
+    if SCREENSHOTS.is_dir() and any(SCREENSHOTS.glob("*.png")):
+        terminalreporter.write_line(f"browser screenshots: {SCREENSHOTS}")

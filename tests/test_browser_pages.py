@@ -223,3 +223,23 @@ async def test_register_page_and_not_found(new_page, live):
     await page.goto("/no-such-page")
     await expect(page.get_by_role("heading", name="Not Found")).to_be_visible()
     await check_a11y(page, "error-404-signed-out")
+
+
+async def test_keyboard_only_sign_in_and_task(new_page, live):
+    await make_user(live, "keys@example.com")
+    page = await new_page()
+    await page.goto("/login")
+    await page.keyboard.press("Tab")  # focus starts in the email field (autofocus); a Tab moves on
+    await page.keyboard.press("Shift+Tab")
+    await page.keyboard.type("keys@example.com")
+    await page.keyboard.press("Tab")
+    await page.keyboard.type(PASSWORD)
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("heading", name="Tasks", exact=True)).to_be_visible()
+    await page.goto("/tasks")
+    await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.textContent") == "Skip to content"
+    await page.get_by_label("Title", exact=True).focus()
+    await page.keyboard.type("Typed, never clicked")
+    await page.keyboard.press("Enter")  # Enter in a text field submits its form
+    await expect(page.get_by_role("status")).to_contain_text("Typed, never clicked")
