@@ -77,8 +77,11 @@ async def test_export_form_creates_the_api_job(client, make_user, db):
     assert response.status == 303 and response.headers["Location"].startswith("/exports#job-")
     job = await db.fetchrow("SELECT kind, format, params FROM jobs")
     assert (job["kind"], job["format"]) == ("export", "pdf")
-    bad = await client.post("/exports", data={"csrf_token": csrf, "format": "docx"})
-    assert bad.status == 422 and 'id="format-error"' in await bad.text()
+    bad = await client.post("/exports", data={"csrf_token": csrf, "format": "docx", "q": "w " * 11,
+                                              "due_from": "someday"})
+    text = await bad.text()
+    assert bad.status == 422 and 'id="format-error"' in text and 'id="e-q-error"' in text
+    assert 'id="e-due_from-error"' in text and await db.fetchval("SELECT count(*) FROM jobs") == 1
 
 
 async def test_unexpected_error_is_a_500_page_in_the_layout(aiohttp_client, settings):

@@ -71,8 +71,9 @@ async def create_export(request: web.Request) -> web.Response:
     except ValidationFailed as exc:
         context = await _context(request, auth)
         errors = field_errors(exc)
-        errors.update({key: messages for key, messages in (exc.errors or {}).get("filters", {}).items()}
-                      if isinstance((exc.errors or {}).get("filters"), dict) else {})
+        nested = (exc.errors or {}).get("filters")
+        if isinstance(nested, dict):  # the API nests filter messages; the form shows them at each field
+            errors.update(field_errors(ValidationFailed(nested)))
         return render(request, "exports.html", {**context, "export_values": form, "export_errors": errors}, 422)
     job_id = await _start(request, auth, exports.EXPORT, data["format"], filters_to_params(data["filters"]))
     return redirect(request, f"/exports#job-{job_id}",
