@@ -101,3 +101,21 @@ async def test_static_files_are_served_locally(client):
     for path, kind in (("/static/app.css", "text/css"), ("/static/app.js", "javascript")):
         response = await client.get(path)
         assert response.status == 200 and kind in response.content_type
+
+
+async def test_editing_other_fields_leaves_a_due_date_with_seconds_alone(client, make_user, db):
+    user, csrf = await signed_in(client, make_user)
+    task_id = await db.fetchval("INSERT INTO tasks (owner_id, title, due_at) VALUES ($1, 't', "
+                                "'2030-01-01T10:30:15Z') RETURNING id", user.id)
+    page = await (await client.get(f"/tasks/{task_id}")).text()
+    shown = page.split('name="due_at_shown" value="')[1].split('"')[0]
+    assert shown == "2030-01-01T10:30"
+    form = {"csrf_token": csrf, "title": "renamed", "status": "todo", "priority": "medium", "tags": "",
+            "description": "", "tz": "UTC", "due_at": shown, "due_at_shown": shown}
+    assert (await client.post(f"/tasks/{task_id}", data=form)).status == 200
+    row = await db.fetchrow("SELECT title, due_at FROM tasks WHERE id = $1", task_id)
+    assert row["title"] == "renamed" and row["due_at"].second == 15
+    form["due_at"] = "2030-01-02T08:00"
+    await client.post(f"/tasks/{task_id}", data=form)
+    assert (await db.fetchval("SELECT due_at FROM tasks WHERE id = $1", task_id)).isoformat() == \
+        "2030-01-02T08:00:00+00:00"

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 from marshmallow import Schema
-from multidict import MultiDictProxy
+from multidict import MultiDict, MultiDictProxy
 
 from shared import tasks
 from shared.errors import PreconditionFailed, ValidationFailed
@@ -144,7 +144,7 @@ async def update_task(request: web.Request) -> web.Response:
     form = await form_data(request)
     task_id = _task_id(request)
     try:
-        changes = load_task(UPDATE_SCHEMA, form, zone_name(request, form.get("tz")))
+        changes = load_task(UPDATE_SCHEMA, _changed_fields(form), zone_name(request, form.get("tz")))
         async with request.app[DB].write.acquire() as conn:
             await tasks.update_task(conn, task_id=task_id, user_id=auth.user_id, is_admin=auth.is_admin,
                                     changes=changes, if_match=str(form.get("etag") or "") or None)
@@ -162,6 +162,14 @@ async def update_task(request: web.Request) -> web.Response:
                       409 if conflict else 422)
     await _wrote(request, auth)
     return redirect(request, f"/tasks/{task_id}", "Task saved.")
+
+
+def _changed_fields(form: MultiDictProxy[Any]) -> MultiDictProxy[Any]:
+    """The edit form without a due date left as shown (a minute-precision field must not round it)."""
+    fields = MultiDict(form)
+    if fields.get("due_at") == fields.get("due_at_shown"):
+        fields.popall("due_at", None)
+    return MultiDictProxy(fields)
 
 
 async def change_status(request: web.Request) -> web.Response:
