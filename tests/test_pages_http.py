@@ -119,3 +119,14 @@ async def test_editing_other_fields_leaves_a_due_date_with_seconds_alone(client,
     await client.post(f"/tasks/{task_id}", data=form)
     assert (await db.fetchval("SELECT due_at FROM tasks WHERE id = $1", task_id)).isoformat() == \
         "2030-01-02T08:00:00+00:00"
+
+
+def test_page_templates_have_no_inline_script_or_style():
+    """A strict Content-Security-Policy (self only) must not break any page: external files only."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "templates"
+    inline = re.compile(r"<style|\sstyle=|<script(?![^>]*\ssrc=)|\son[a-z]+=", re.I)
+    for path in [*root.glob("pages/*.html"), *root.glob("errors/*.html"), *root.glob("reports/*.html")]:
+        assert not inline.search(path.read_text()), f"{path.name} has an inline script, style or handler"
