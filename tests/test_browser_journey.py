@@ -123,6 +123,9 @@ async def test_new_user_journey(new_page, live, stack):
     await expect(page.locator("li.task")).to_have_count(1)
     await expect(page.locator("li.task")).to_contain_text("Buy oat milk")
     await check_a11y(page, "tasks-filtered")
+    await page.locator(f"#task-{milk}").get_by_role("link", name=re.compile("#errands")).click()  # tag filter
+    await expect(page.locator("li.task")).to_have_count(1)
+    await expect(page.locator("#f-tag")).to_have_value("errands")
     await page.goto("/tasks?q=seeded+07")
     await expect(page.locator("li.task")).to_have_count(1)
     await page.goto("/tasks?q=nothing-like-this")
