@@ -155,8 +155,11 @@ async def _start_session(conn: asyncpg.Connection, settings: Settings, user_id: 
     return TokenPair(access, refresh, settings.access_token_ttl)
 
 
-async def login(db: Database, settings: Settings, *, email: str, password: str) -> TokenPair:
-    """Same 401, and the same bcrypt cost, whether the email or the password is wrong."""
+async def check_credentials(db: Database, settings: Settings, *, email: str, password: str) -> int:
+    """The id of the active account with this email and password (used by the API and the HTML login).
+
+    Same 401, and the same bcrypt cost, whether the email or the password is wrong.
+    """
     async with db.write.acquire() as conn:
         row = await conn.fetchrow(SELECT_LOGIN, email)
     if not await verify_password(password, row["password_hash"] if row else None, settings):
@@ -165,11 +168,27 @@ async def login(db: Database, settings: Settings, *, email: str, password: str) 
     if not row["is_active"]:
         raise Forbidden("This account has been deactivated")
     # The one moment the plain password is at hand: upgrade a legacy format or an outdated cost.
-    new_hash = await hash_password(password, settings) if needs_rehash(row["password_hash"], settings) else None
-    async with db.write.acquire() as conn, conn.transaction():
-        if new_hash is not None:
+    if needs_rehash(row["password_hash"], settings):
+        new_hash = await hash_password(password, settings)
+        async with db.write.acquire() as conn:
             await conn.execute(REHASH_PASSWORD, row["id"], new_hash, row["password_hash"])
-        return await _start_session(conn, settings, row["id"])
+    return int(row["id"])
+
+
+async def login(db: Database, settings: Settings, *, email: str, password: str) -> TokenPair:
+    user_id = await check_credentials(db, settings, email=email, password=password)
+    async with db.write.acquire() as conn, conn.transaction():
+        return await _start_session(conn, settings, user_id)
+
+
+async def open_browser_session(db: Database, settings: Settings, *, email: str, password: str) -> tuple[int, str]:
+    """Log in for the HTML pages: (user id, session id) of a new session row, the one the cookie names.
+
+    No refresh token: the cookie is re-checked against this row on every request instead.
+    """
+    user_id = await check_credentials(db, settings, email=email, password=password)
+    async with db.write.acquire() as conn:
+        return user_id, str(await conn.fetchval(INSERT_SESSION, user_id))
 
 
 async def refresh(db: Database, settings: Settings, *, refresh_token: str) -> TokenPair:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from tests.helpers import login, mailed_tokens, register, request_reset
+from tests.test_pages_session import csrf_of
 
 
 async def _token(db, template: str) -> str:
@@ -17,10 +18,13 @@ async def test_verify_page_confirms_on_post_not_on_get(client, db):
     assert page.status == 200 and "text/html" in page.content_type
     assert f'value="{token}"' in await page.text()
     assert await db.fetchval("SELECT email_verified FROM users") is False  # a prefetch spends nothing
-    done = await client.post("/verify-email", data={"token": token})
+    csrf = csrf_of(await page.text())
+    forged = await client.post("/verify-email", data={"token": token})
+    assert forged.status == 403 and await db.fetchval("SELECT email_verified FROM users") is False
+    done = await client.post("/verify-email", data={"token": token, "csrf_token": csrf})
     assert done.status == 200 and "confirmed" in await done.text()
     assert await db.fetchval("SELECT email_verified FROM users") is True
-    again = await client.post("/verify-email", data={"token": token})
+    again = await client.post("/verify-email", data={"token": token, "csrf_token": csrf})
     assert again.status == 422 and "invalid, already used or expired" in await again.text()
 
 
@@ -39,10 +43,12 @@ async def test_reset_page_sets_the_password(client, db, settings, stack):
     await register(client)
     await request_reset(client, settings)
     [token] = mailed_tokens(stack, "/reset-password")
-    short = await client.post("/reset-password", data={"token": token, "password": "short"})
+    csrf = csrf_of(await (await client.get(f"/reset-password?token={token}")).text())
+    form = {"token": token, "csrf_token": csrf}
+    short = await client.post("/reset-password", data={**form, "password": "short"})
     assert short.status == 422 and "between 8 and 128" in await short.text()
-    done = await client.post("/reset-password", data={"token": token, "password": "fresh password 1"})
+    done = await client.post("/reset-password", data={**form, "password": "fresh password 1"})
     assert done.status == 200 and "changed" in await done.text()
     assert await login(client, password="fresh password 1")
-    spent = await client.post("/reset-password", data={"token": token, "password": "fresh password 2"})
+    spent = await client.post("/reset-password", data={**form, "password": "fresh password 2"})
     assert spent.status == 422

@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 from shared import accounts
 from shared.errors import Forbidden, Unauthorized
 from shared.security import AccessClaims, decode_access_token
+from web import session
 from web.keys import AUTH, DB, REDIS, SETTINGS
 
 logger = logging.getLogger("app.web.auth")
@@ -62,7 +63,7 @@ async def authenticate(request: web.Request) -> AuthContext:
     cached = request.get(AUTH)
     if isinstance(cached, AuthContext):
         return cached
-    claims = decode_access_token(request.app[SETTINGS], _bearer_token(request))
+    claims = await _claims(request)
     if await is_denied(request, claims.jti):
         raise Unauthorized("The access token has been revoked")
     async with request.app[DB].write.acquire() as conn:
@@ -72,6 +73,25 @@ async def authenticate(request: web.Request) -> AuthContext:
     context = AuthContext(user=user, claims=claims)
     request[AUTH] = context
     return context
+
+
+async def _claims(request: web.Request) -> AccessClaims:
+    """A bearer token wins; without one, the browser session cookie (and, if unsafe, its CSRF token)."""
+    settings = request.app[SETTINGS]
+    cookie = request.cookies.get(session.SESSION_COOKIE)
+    if cookie and "Authorization" not in request.headers:
+        claims = session.decode_session(settings, cookie)
+        await session.check_csrf(request, settings, claims.session_id)
+        return claims
+    return decode_access_token(settings, _bearer_token(request))
+
+
+async def current_user(request: web.Request) -> AuthContext | None:
+    """For HTML pages that look different signed in: the caller, or None instead of a 401."""
+    try:
+        return await authenticate(request)
+    except Unauthorized:
+        return None
 
 
 async def require_admin(request: web.Request) -> AuthContext:

@@ -4,8 +4,9 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-import aiohttp_jinja2
 from aiohttp import web
+
+from web.views.pages import login_url, render
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -25,9 +26,11 @@ def wants_html(request: web.Request) -> bool:
 def error_page(request: web.Request, status: int, *, detail: str, request_id: str, title: str | None = None,
                headers: Mapping[str, str] | None = None, **_: Any) -> web.Response:
     """The HTML twin of problem_response (same arguments; validation details are for API clients)."""
-    context = {"status": status, "title": title or _TITLES.get(status, "Error"), "detail": detail,
-               "request_id": request_id}
-    response = aiohttp_jinja2.render_template("errors/error.html", request, context, status=status)
+    if status == 401 and request.method == "GET":  # a page that needs a signed-in browser: sign in first
+        return web.Response(status=303, headers={"Location": login_url(request.path_qs)})
+    context = {"status": status, "title": title or _TITLES.get(status, "Error"),
+               "detail": detail, "request_id": request_id}
+    response = render(request, "errors/error.html", context, status)
     response.headers.update(headers or {})
     return response
 

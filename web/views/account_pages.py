@@ -1,20 +1,21 @@
 """The two pages that emailed links open: confirm an email address, choose a new password.
 
-They work without JavaScript. No CSRF token is needed: the forms carry no cookie authority, the
-one-time token in the form *is* the credential.
+They work without JavaScript. The one-time token in the form is the credential; the forms carry a CSRF
+token anyway (bound to the browser's nonce, as the login form), like every other form of the site.
 """
 from __future__ import annotations
 
 from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
 from marshmallow import ValidationError
 
 from shared import accounts
 from shared.errors import Unauthorized
+from web import session
 from web.keys import DB, SETTINGS
 from web.schemas import validate_password
+from web.views.pages import render
 
 MAX_TOKEN = 200
 
@@ -27,8 +28,7 @@ def _token(source: Any) -> str:
 def _show_form(template: str, request: web.Request) -> web.Response:
     token = _token(request.query)
     error = None if token else "This link is incomplete. Open the link from the email again."
-    return aiohttp_jinja2.render_template(template, request, {"token": token, "error": error},
-                                          status=200 if token else 400)
+    return render(request, template, {"token": token, "error": error}, 200 if token else 400)
 
 
 async def show_verify_email(request: web.Request) -> web.Response:
@@ -36,13 +36,14 @@ async def show_verify_email(request: web.Request) -> web.Response:
 
 
 async def submit_verify_email(request: web.Request) -> web.Response:
+    await session.check_csrf(request, request.app[SETTINGS], None)
     token = _token(await request.post())
     try:
         await accounts.verify_email(request.app[DB], token=token)
     except Unauthorized:
         context = {"error": "This link is invalid, already used or expired. Ask for a new one."}
-        return aiohttp_jinja2.render_template("verify_email.html", request, context, status=422)
-    return aiohttp_jinja2.render_template("verify_email.html", request, {"done": True})
+        return render(request, "verify_email.html", context, status=422)
+    return render(request, "verify_email.html", {"done": True})
 
 
 async def show_reset_password(request: web.Request) -> web.Response:
@@ -50,6 +51,7 @@ async def show_reset_password(request: web.Request) -> web.Response:
 
 
 async def submit_reset_password(request: web.Request) -> web.Response:
+    await session.check_csrf(request, request.app[SETTINGS], None)
     form = await request.post()
     token, password = _token(form), str(form.get("password", ""))
     try:
@@ -59,12 +61,11 @@ async def submit_reset_password(request: web.Request) -> web.Response:
         return _reset_error(request, token, " ".join(map(str, exc.messages)))
     except Unauthorized:
         return _reset_error(request, "", "This link is invalid, already used or expired. Ask for a new one.")
-    return aiohttp_jinja2.render_template("reset_password.html", request, {"done": True})
+    return render(request, "reset_password.html", {"done": True})
 
 
 def _reset_error(request: web.Request, token: str, message: str) -> web.Response:
-    return aiohttp_jinja2.render_template("reset_password.html", request, {"token": token, "error": message},
-                                          status=422)
+    return render(request, "reset_password.html", {"token": token, "error": message}, 422)
 
 
 def setup_routes(app: web.Application) -> None:

@@ -10,7 +10,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from shared import exports, reports
 from shared.errors import Forbidden
-from web.auth import authenticate, require_admin
+from web.auth import AuthContext, authenticate, require_admin
 from web.keys import DB
 from web.request import json_response, load_json, load_query
 from web.openapi import api, ok
@@ -89,11 +89,16 @@ async def create_report(request: web.Request) -> web.Response:
     """
     auth = await authenticate(request)
     data = await load_json(request, ReportCreateSchema())
+    return await create_job_response(request, auth, scope=CREATE_SCOPE, kind=data["kind"], format="pdf",
+                                     params=report_params(auth, data))
+
+
+def report_params(auth: AuthContext, data: dict[str, Any]) -> dict[str, str]:
+    """A loaded report request as job params; the one role check of report kinds (API and HTML pages)."""
     if data["kind"] == "admin_activity" and not auth.is_admin:
         raise Forbidden("The admin activity report needs the admin role")
     start, end = ReportPeriodSchema.period(data)
-    return await create_job_response(request, auth, scope=CREATE_SCOPE, kind=data["kind"], format="pdf",
-                                     params={"from": start.isoformat(), "to": end.isoformat()})
+    return {"from": start.isoformat(), "to": end.isoformat()}
 
 
 @api(tags=TAGS, auth="user", responses={200: ok("The job", JobOutSchema)})

@@ -226,7 +226,8 @@ def ready_mail_context(settings: Settings, job: asyncpg.Record) -> dict[str, Any
             "admin_activity": "admin activity report"}[job["kind"]]
     return {
         "name": job["name"], "what": what, "row_count": job["row_count"],
-        "link": f"{settings.public_url}/exports",
+        # The page lists the file with a download link that works with the browser session (sign-in first).
+        "link": f"{settings.public_url}/exports#job-{job['id']}",
         "download_url": f"{settings.public_url}{exports.resource_path(job)}/download",
         "expires_at": f"{job['expires_at']:%Y-%m-%d %H:%M} UTC",
     }

@@ -1,0 +1,60 @@
+"""/admin: find users, change their role, deactivate or reactivate them (admins only; others get the 403 page)."""
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from shared import admin
+from shared.errors import Conflict, Forbidden, ValidationFailed
+from web.auth import AuthContext
+from web.keys import DB, SETTINGS
+from web.views.admin import AdminUserQuerySchema, AdminUserUpdateSchema
+from web.views.pages import field_errors, form_data, load_form, page_user, present, redirect, render, safe_next
+
+QUERY_SCHEMA, UPDATE_SCHEMA = AdminUserQuerySchema(), AdminUserUpdateSchema()
+PAGE_SIZE = 25
+
+
+async def page_admin(request: web.Request) -> AuthContext:
+    """Signed in (else the login page) and an admin (else the 403 page): the API's rule, as a page."""
+    auth = await page_user(request)
+    if not auth.is_admin:
+        raise Forbidden("This page is for admins only")
+    return auth
+
+
+async def show_admin(request: web.Request) -> web.Response:
+    await page_admin(request)
+    filters = present(request.query, "q", "role", "is_active")
+    context = {"query": request.query, "users": [], "next_url": None}
+    try:
+        query = load_form(QUERY_SCHEMA, {**filters, **present(request.query, "cursor"), "limit": PAGE_SIZE})
+    except ValidationFailed as exc:
+        return render(request, "admin.html", {**context, "filter_errors": field_errors(exc)}, 422)
+    async with request.app[DB].read().acquire() as conn:
+        users, cursor = await admin.list_users(conn, secret=request.app[SETTINGS].secret_key, **query)
+    if cursor:
+        context["next_url"] = "/admin?" + urlencode({**filters, "cursor": cursor})
+    return render(request, "admin.html", {**context, "users": users, "back": request.path_qs})
+
+
+async def update_user(request: web.Request) -> web.Response:
+    """Role or active state through ``shared.admin.update_user`` (deactivation ends every session at once)."""
+    auth = await page_admin(request)
+    form = await form_data(request)
+    back = safe_next(str(form.get("back", ""))) if str(form.get("back", "")).startswith("/admin") else "/admin"
+    changes = load_form(UPDATE_SCHEMA, present(form, "role", "is_active"))
+    try:
+        async with request.app[DB].write.acquire() as conn, conn.transaction():
+            user = await admin.update_user(conn, user_id=int(request.match_info["id"]), acting_admin_id=auth.user_id,
+                                           **changes)
+    except Conflict as exc:
+        return redirect(request, back, exc.detail, "error")
+    state = "active" if user["is_active"] else "deactivated (signed out everywhere)"
+    return redirect(request, back, f"{user['email']} is now {user['role']}, {state}.")
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/admin", show_admin, name="page-admin")
+    app.router.add_post(r"/admin/users/{id:\d{1,18}}", update_user, name="page-admin-user")
