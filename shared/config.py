@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 ENVIRONMENTS = ("development", "production", "test")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("json", "console")
+POOLERS = ("none", "pgbouncer")
 # Only ever used when TASKDECK_ENV=development; refused everywhere else.
 DEV_SECRET_KEY = "dev-insecure-secret-key-change-me-0123456789abcdef"
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "secret_key", "your-secret-key", DEV_SECRET_KEY}
@@ -55,6 +56,8 @@ class Settings:
     bcrypt_rounds: int = 12
     db_pool_min: int = 2
     db_pool_max: int = 10
+    database_pooler: str = "none"
+    replica_max_lag_seconds: int = 5
 
     @property
     def is_development(self) -> bool:
@@ -86,6 +89,8 @@ class Settings:
             bcrypt_rounds=reader.integer("BCRYPT_ROUNDS", cls.bcrypt_rounds, 4, 16),
             db_pool_min=reader.integer("DB_POOL_MIN", cls.db_pool_min, 0, 100),
             db_pool_max=reader.integer("DB_POOL_MAX", cls.db_pool_max, 1, 500),
+            database_pooler=reader.choice("DATABASE_POOLER", POOLERS, cls.database_pooler),
+            replica_max_lag_seconds=reader.integer("REPLICA_MAX_LAG_SECONDS", cls.replica_max_lag_seconds, 0, 3600),
         )
         if reader.problems:
             raise ConfigError(reader.problems)

@@ -40,12 +40,15 @@ async def test_ready_is_503_when_redis_is_down(aiohttp_client, settings):
     assert body["checks"]["database"]["status"] == "up"
 
 
-async def test_ready_reports_replicas(aiohttp_client, settings):
-    # The primary doubles as a "replica" here; the streaming-replica setup is exercised with scale-out.
-    client = await aiohttp_client(create_app(settings.with_(database_replica_urls=(settings.database_url,))))
+async def test_ready_reports_replicas_by_name_with_their_lag(aiohttp_client, replica_settings, replica):
+    client = await aiohttp_client(create_app(replica_settings))
     body = await (await client.get("/ready")).json()
-    assert [r["status"] for r in body["checks"]["replicas"]] == ["up"]
-    assert "postgres@" not in str(body)  # no credentials or user names leak
+    [state] = body["checks"]["replicas"]
+    assert state["name"] == "replica-0" and state["status"] == "up" and state["lag_seconds"] == 0
+    assert "/" in state["replay_lsn"]
+    assert "127.0.0.1" not in str(body) and str(replica.port) not in str(body)  # no host names, ports, users
+    text = await (await client.get("/metrics")).text()
+    assert 'taskdeck_db_replica_lag_seconds{replica="replica-0"} 0.0' in text
 
 
 async def test_metrics_count_requests_by_route_template(client, make_user):

@@ -42,7 +42,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=MAX_BODY,
         middlewares=[middlewares.request_id_middleware, middlewares.metrics_middleware,
-                     middlewares.error_middleware],
+                     middlewares.write_position_middleware, middlewares.error_middleware],
     )
     app[SETTINGS] = settings
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader([TEMPLATES / "pages", TEMPLATES]), autoescape=True)

@@ -50,10 +50,10 @@ async def list_users(request: web.Request) -> web.Response:
       403: {$ref: '#/components/responses/Problem403'}
       422: {$ref: '#/components/responses/Problem422'}
     """
-    await require_admin(request)
+    auth = await require_admin(request)
     query = load_query(request, AdminUserQuerySchema())
-    async with request.app[DB].read().acquire() as conn:
-        items, next_cursor = await admin.list_users(conn, secret=request.app[SETTINGS].secret_key, **query)
+    items, next_cursor = await request.app[DB].read_as(auth.user_id, lambda conn: admin.list_users(
+        conn, secret=request.app[SETTINGS].secret_key, **query))
     return json_response({"items": items, "next_cursor": next_cursor})
 
 
@@ -109,9 +109,8 @@ async def get_stats(request: web.Request) -> web.Response:
       401: {$ref: '#/components/responses/Problem401'}
       403: {$ref: '#/components/responses/Problem403'}
     """
-    await require_admin(request)
-    async with request.app[DB].read().acquire() as conn:
-        stats = await admin.service_stats(conn)
+    auth = await require_admin(request)
+    stats = await request.app[DB].read_as(auth.user_id, admin.service_stats)
     return json_response(stats)
 
 

@@ -10,11 +10,10 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 from marshmallow import Schema, ValidationError, fields, validate, validates
-from redis.exceptions import RedisError
 
 from shared import idempotency, tasks
 from web.auth import AuthContext, authenticate
-from web.keys import DB, REDIS, SETTINGS
+from web.keys import DB, SETTINGS
 from web.request import load_json, load_query, read_json
 from web.schemas import Text, cursor_field, limit_field
 
@@ -22,9 +21,6 @@ logger = logging.getLogger("app.web.tasks")
 
 JSON_TYPE = "application/json; charset=utf-8"
 CREATE_SCOPE = "POST /api/v1/tasks"
-# After a task write, the caller's task reads go to the primary for this long (read-your-writes while a
-# replica catches up; replication lag is normally well under a second).
-READ_YOUR_WRITES_SECONDS = 5
 _RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d)(?:\.(\d+))?([Zz]|[+-]\d\d:\d\d)?$")
 
 
@@ -163,26 +159,6 @@ def _task_id(request: web.Request) -> int:
     return int(request.match_info["id"])
 
 
-async def _reader(request: web.Request, auth: AuthContext) -> asyncpg.Pool:
-    """A replica, unless the caller changed a task moments ago (or we cannot tell: Redis down)."""
-    db = request.app[DB]
-    if not db.replicas:
-        return db.write
-    try:
-        recent = await request.app[REDIS].exists(f"tasks:rw:{auth.user_id}")
-    except RedisError:
-        return db.write
-    return db.write if recent else db.read()
-
-
-async def _wrote(request: web.Request, auth: AuthContext) -> None:
-    if request.app[DB].replicas:
-        try:
-            await request.app[REDIS].set(f"tasks:rw:{auth.user_id}", b"1", ex=READ_YOUR_WRITES_SECONDS)
-        except RedisError:
-            logger.warning("could not record a task write; the next reads may lag", exc_info=True)
-
-
 async def create_task(request: web.Request) -> web.Response:
     """Create a task.
     ---
@@ -220,7 +196,6 @@ async def create_task(request: web.Request) -> web.Response:
     async with request.app[DB].write.acquire() as conn:
         stored = await idempotency.run_once(conn, user_id=auth.user_id, scope=CREATE_SCOPE, key=key,
                                             request_body=body, action=create)
-    await _wrote(request, auth)
     return web.Response(status=stored.status, text=stored.body, headers=stored.response_headers())
 
 
@@ -241,10 +216,9 @@ async def list_tasks(request: web.Request) -> web.Response:
     auth = await authenticate(request)
     query = load_query(request, LIST_QUERY_SCHEMA)
     owner_id = tasks.resolve_owner(user_id=auth.user_id, is_admin=auth.is_admin, requested=query.get("owner_id"))
-    async with (await _reader(request, auth)).acquire() as conn:
-        items, cursor = await tasks.list_tasks(conn, owner_id=owner_id, filters=tasks.TaskFilters.from_mapping(query),
-                                               sort=query["sort"], limit=query["limit"], cursor=query.get("cursor"),
-                                               secret=request.app[SETTINGS].secret_key)
+    items, cursor = await request.app[DB].read_as(auth.user_id, lambda conn: tasks.list_tasks(
+        conn, owner_id=owner_id, filters=tasks.TaskFilters.from_mapping(query), sort=query["sort"],
+        limit=query["limit"], cursor=query.get("cursor"), secret=request.app[SETTINGS].secret_key))
     return _json(200, '{"items":[' + ",".join(items) + '],"next_cursor":' + json.dumps(cursor) + "}")
 
 
@@ -265,8 +239,7 @@ async def task_stats(request: web.Request) -> web.Response:
     auth = await authenticate(request)
     query = load_query(request, OWNER_QUERY_SCHEMA)
     owner_id = tasks.resolve_owner(user_id=auth.user_id, is_admin=auth.is_admin, requested=query.get("owner_id"))
-    async with (await _reader(request, auth)).acquire() as conn:
-        stats = await tasks.task_stats(conn, owner_id=owner_id)
+    stats = await request.app[DB].read_as(auth.user_id, lambda conn: tasks.task_stats(conn, owner_id=owner_id))
     return _json(200, json.dumps(stats, separators=(",", ":")))
 
 
@@ -290,9 +263,8 @@ async def get_task(request: web.Request) -> web.Response:
       429: {$ref: '#/components/responses/Problem429'}
     """
     auth = await authenticate(request)
-    async with (await _reader(request, auth)).acquire() as conn:
-        task = await tasks.get_task_for_user(conn, task_id=_task_id(request), user_id=auth.user_id,
-                                             is_admin=auth.is_admin)
+    task = await request.app[DB].read_as(auth.user_id, lambda conn: tasks.get_task_for_user(
+        conn, task_id=_task_id(request), user_id=auth.user_id, is_admin=auth.is_admin))
     if_none_match = request.headers.get("If-None-Match")
     if if_none_match is not None and tasks.etag_matches(if_none_match, tasks.etag(task), weak=True):
         return web.Response(status=304, headers={"ETag": tasks.etag(task)})
@@ -328,7 +300,6 @@ async def update_task(request: web.Request) -> web.Response:
     async with request.app[DB].write.acquire() as conn:
         task = await tasks.update_task(conn, task_id=_task_id(request), user_id=auth.user_id, is_admin=auth.is_admin,
                                        changes=changes, if_match=request.headers.get("If-Match"))
-    await _wrote(request, auth)
     return _task_response(task)
 
 
@@ -352,7 +323,6 @@ async def delete_task(request: web.Request) -> web.Response:
     async with request.app[DB].write.acquire() as conn:
         await tasks.delete_task(conn, task_id=_task_id(request), user_id=auth.user_id, is_admin=auth.is_admin,
                                 if_match=request.headers.get("If-Match"))
-    await _wrote(request, auth)
     return web.Response(status=204)
 
 
