@@ -173,7 +173,8 @@ async def replica(replica_server: PostgresServer, stack: Stack) -> AsyncIterator
     await set_apply_delay(replica_server, "0")
     await wait_caught_up(replica_server, stack.dsn)
     yield replica_server
-    await set_apply_delay(replica_server, "0")
+    if (replica_server.data_dir / "postmaster.pid").exists():
+        await set_apply_delay(replica_server, "0")
 
 
 @pytest.fixture
