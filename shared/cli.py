@@ -27,13 +27,9 @@ def load_settings() -> Settings:
 
 
 def cmd_web(args: argparse.Namespace) -> None:
-    from aiohttp import web
+    from web.serve import serve
 
-    from web.app import create_app
-
-    settings = load_settings()
-    web.run_app(create_app(settings), host=args.host, port=args.port, reuse_port=args.reuse_port,
-                access_log=None, print=lambda message: logger.info(message.strip()))
+    serve(load_settings(), host=args.host, port=args.port, procs=args.procs, reuse_port=args.reuse_port)
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
@@ -67,12 +63,21 @@ def cmd_dev(args: argparse.Namespace) -> None:
     raise SystemExit(run_dev(host=args.host, port=args.port, var_dir=args.var))
 
 
+def _positive(raw: str) -> int:
+    value = int(raw) if raw.isdigit() else 0
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 64, got {raw!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taskdeck", description="Taskdeck task-management service")
     sub = parser.add_subparsers(dest="command", required=True)
     web = sub.add_parser("web", help="serve HTTP")
     web.add_argument("--host", default="127.0.0.1")
     web.add_argument("--port", type=int, default=8080)
+    web.add_argument("--procs", type=_positive, default=1,
+                     help="serve the port from N processes (gunicorn; /metrics merges them)")
     web.add_argument("--reuse-port", action="store_true", help="let several processes share the port")
     web.set_defaults(func=cmd_web)
     sub.add_parser("worker", help="run one arq worker process").set_defaults(func=cmd_worker)
