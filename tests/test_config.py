@@ -66,3 +66,12 @@ def test_cli_exits_non_zero_with_one_line_per_problem(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 3 and all(line.startswith("taskdeck: configuration error:") for line in lines)
     assert "Traceback" not in result.stderr
+
+
+def test_replica_lag_ceiling_and_pooler():
+    settings = Settings.from_env({**BASE, "REPLICA_MAX_LAG_SECONDS": "2", "DATABASE_POOLER": "PgBouncer"})
+    assert settings.replica_max_lag_seconds == 2 and settings.database_pooler == "pgbouncer"
+    defaults = Settings.from_env(BASE)
+    assert defaults.replica_max_lag_seconds == 5 and defaults.database_pooler == "none"
+    found = problems(REPLICA_MAX_LAG_SECONDS="-1", DATABASE_POOLER="pgpool")
+    assert sorted(p.split("=")[0] for p in found) == ["DATABASE_POOLER", "REPLICA_MAX_LAG_SECONDS"]
