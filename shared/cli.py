@@ -58,9 +58,10 @@ def cmd_create_admin(args: argparse.Namespace) -> None:
 
 
 def cmd_dev(args: argparse.Namespace) -> None:
-    from shared.dev import run_dev
+    from shared.dev import Topology, run_dev
 
-    raise SystemExit(run_dev(host=args.host, port=args.port, var_dir=args.var))
+    topology = Topology(replica=args.replica, web_procs=args.web_procs, worker_procs=args.worker_procs)
+    raise SystemExit(run_dev(host=args.host, port=args.port, var_dir=args.var, topology=topology))
 
 
 def _positive(raw: str) -> int:
@@ -90,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8080)
     dev.add_argument("--var", default="var", help="data directory (default ./var)")
+    # The scale-out topology on one machine (issue 9): what docker-compose.yml runs, without Docker.
+    dev.add_argument("--replica", action="store_true", help="add an embedded streaming replica for reads")
+    dev.add_argument("--web-procs", type=_positive, default=1, help="web processes on the one port")
+    dev.add_argument("--worker-procs", type=_positive, default=1, help="arq worker processes")
     dev.set_defaults(func=cmd_dev)
     return parser
 

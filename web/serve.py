@@ -33,10 +33,12 @@ def serve(settings: Settings, *, host: str, port: int, procs: int = 1, reuse_por
         _serve_one(settings, host, port, reuse_port)
         return
     created = _prepare_metrics_dir()  # before prometheus_client is imported: it picks its storage then
+    arbiter = os.getpid()
     try:
         _Gunicorn(settings, host=host, port=port, procs=procs).run()
     finally:
-        if created is not None:
+        # Forked processes unwind through here too when they exit: only the arbiter may remove the directory.
+        if created is not None and os.getpid() == arbiter:
             shutil.rmtree(created, ignore_errors=True)
 
 
