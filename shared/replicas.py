@@ -60,9 +60,9 @@ class Replica:
     benched_until: float = 0.0
     error: str | None = None
 
-    def usable(self, needed_lsn: int, now: float) -> bool:
-        return (self.state == "up" and self.replay_lsn >= needed_lsn and now - self.checked_at < STALE_AFTER
-                and now >= self.benched_until)
+    def usable(self, now: float) -> bool:
+        """Up, freshly polled and not benched; whether it has a given user's write is ``choose``'s part."""
+        return self.state == "up" and now - self.checked_at < STALE_AFTER and now >= self.benched_until
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "status": self.state,
@@ -98,7 +98,7 @@ class ReplicaSet:
     def candidates(self) -> list[Replica]:
         """Replicas that are up and within the lag ceiling, whatever any one user needs."""
         now = time.monotonic()
-        return [r for r in self.replicas if r.usable(0, now)]
+        return [r for r in self.replicas if r.usable(now)]
 
     def choose(self, candidates: list[Replica], needed_lsn: int) -> Replica | None:
         """Round-robin over the candidates that have replayed ``needed_lsn``."""
