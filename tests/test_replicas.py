@@ -193,3 +193,20 @@ async def test_a_primary_posing_as_replica_is_not_used(settings):
         assert database.replicas[0].describe()["error"] == "not in recovery"
     finally:
         await database.close()
+
+
+async def test_an_export_from_behind_a_lagging_replica_has_the_owners_last_write(aiohttp_client, replica,
+                                                                                replica_settings, make_user):
+    from export_helpers import create_job, download, fetch_job, job_app, parse_csv, run_jobs
+
+    settings = replica_settings.with_(replica_max_lag_seconds=3600)
+    client = await aiohttp_client(job_app(settings))
+    owner = await make_user()
+    await set_apply_delay(replica, "60s")
+    task = await (await client.post(TASKS, json={"title": "draft"}, headers=owner.headers)).json()
+    assert (await client.patch(f"{TASKS}/{task['id']}", json={"title": "final"}, headers=owner.headers)).status == 200
+    job = await create_job(client, owner, format="csv")
+    await run_jobs(settings)  # the worker reads as the owner: the replica lacks their writes, so the primary
+    job = await fetch_job(client, owner, job)
+    assert job["status"] == "succeeded", job
+    assert [row["title"] for row in parse_csv(await download(client, owner, job))] == ["final"]
