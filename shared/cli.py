@@ -3,14 +3,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from typing import Sequence
 
 from shared.config import ConfigError, Settings, load_dotenv_file
 from shared.logs import configure_logging
 
-logger = logging.getLogger("app.cli")
 
 
 def load_settings() -> Settings:
