@@ -10,7 +10,6 @@ from shared.config import ConfigError, Settings, load_dotenv_file
 from shared.logs import configure_logging
 
 
-
 def load_settings() -> Settings:
     """Settings from the environment (and .env); a bad configuration exits 2 with one line per problem."""
     load_dotenv_file()
