@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,6 @@ from tests.test_dev_e2e import _http, _wait_for
 
 
 def _reads(base: str, target: str) -> float:
-    import urllib.request
-
     text = urllib.request.urlopen(f"{base}/metrics", timeout=10).read().decode()
     match = re.search(r'^taskdeck_db_reads_total\{target="%s"\} (\S+)$' % re.escape(target), text, re.M)
     return float(match.group(1)) if match else 0.0
@@ -108,5 +107,5 @@ def test_the_scaled_out_topology_on_one_machine(scaled_dev):
     assert process.returncode == 0, output
     assert "replica   postgresql://" in output and "2 process(es) on port" in output
     assert "2 arq process(es)" in output
-    assert "Traceback" not in output, output[output.index("Traceback"):][:3000]
+    assert "Traceback" not in output, output
     assert not (var / "postgres" / "postmaster.pid").exists()
