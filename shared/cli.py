@@ -3,14 +3,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from typing import Sequence
 
 from shared.config import ConfigError, Settings, load_dotenv_file
 from shared.logs import configure_logging
-
-logger = logging.getLogger("app.cli")
 
 
 def load_settings() -> Settings:
@@ -27,13 +24,9 @@ def load_settings() -> Settings:
 
 
 def cmd_web(args: argparse.Namespace) -> None:
-    from aiohttp import web
+    from web.serve import serve
 
-    from web.app import create_app
-
-    settings = load_settings()
-    web.run_app(create_app(settings), host=args.host, port=args.port, reuse_port=args.reuse_port,
-                access_log=None, print=lambda message: logger.info(message.strip()))
+    serve(load_settings(), host=args.host, port=args.port, procs=args.procs, reuse_port=args.reuse_port)
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
@@ -62,9 +55,17 @@ def cmd_create_admin(args: argparse.Namespace) -> None:
 
 
 def cmd_dev(args: argparse.Namespace) -> None:
-    from shared.dev import run_dev
+    from shared.dev import Topology, run_dev
 
-    raise SystemExit(run_dev(host=args.host, port=args.port, var_dir=args.var))
+    topology = Topology(replica=args.replica, web_procs=args.web_procs, worker_procs=args.worker_procs)
+    raise SystemExit(run_dev(host=args.host, port=args.port, var_dir=args.var, topology=topology))
+
+
+def _positive(raw: str) -> int:
+    value = int(raw) if raw.isdigit() else 0
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 64, got {raw!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     web = sub.add_parser("web", help="serve HTTP")
     web.add_argument("--host", default="127.0.0.1")
     web.add_argument("--port", type=int, default=8080)
+    web.add_argument("--procs", type=_positive, default=1,
+                     help="serve the port from N processes (gunicorn; /metrics merges them)")
     web.add_argument("--reuse-port", action="store_true", help="let several processes share the port")
     web.set_defaults(func=cmd_web)
     sub.add_parser("worker", help="run one arq worker process").set_defaults(func=cmd_worker)
@@ -85,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8080)
     dev.add_argument("--var", default="var", help="data directory (default ./var)")
+    # The scale-out topology on one machine (issue 9): what docker-compose.yml runs, without Docker.
+    dev.add_argument("--replica", action="store_true", help="add an embedded streaming replica for reads")
+    dev.add_argument("--web-procs", type=_positive, default=1, help="web processes on the one port")
+    dev.add_argument("--worker-procs", type=_positive, default=1, help="arq worker processes")
     dev.set_defaults(func=cmd_dev)
     return parser
 

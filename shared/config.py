@@ -17,6 +17,7 @@ import limits
 ENVIRONMENTS = ("development", "production", "test")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("json", "console")
+POOLERS = ("none", "pgbouncer")
 # Only ever used when TASKDECK_ENV=development; refused everywhere else.
 DEV_SECRET_KEY = "dev-insecure-secret-key-change-me-0123456789abcdef"
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "secret_key", "your-secret-key", DEV_SECRET_KEY}
@@ -80,6 +81,8 @@ class Settings:
     cache: bool = True
     cache_ttl: int = 60
     worker_metrics_port: int = 0
+    database_pooler: str = "none"
+    replica_max_lag_seconds: int = 5
 
     @property
     def is_development(self) -> bool:
@@ -124,6 +127,8 @@ class Settings:
             cache=reader.switch("CACHE", cls.cache),
             cache_ttl=reader.integer("CACHE_TTL", cls.cache_ttl, 1, 86400),
             worker_metrics_port=reader.integer("WORKER_METRICS_PORT", cls.worker_metrics_port, 0, 65535),
+            database_pooler=reader.choice("DATABASE_POOLER", POOLERS, cls.database_pooler),
+            replica_max_lag_seconds=reader.integer("REPLICA_MAX_LAG_SECONDS", cls.replica_max_lag_seconds, 0, 3600),
         )
         if reader.problems:
             raise ConfigError(reader.problems)

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,16 @@ def _persistent_secret(path: Path, make: Any) -> str:
     return value
 
 
-def _start_services(var: Path, env: dict[str, str]) -> list[Any]:
+@dataclass(frozen=True)
+class Topology:
+    """How many of each part `taskdeck dev` runs (the scale-out options; defaults: the smallest system)."""
+
+    replica: bool = False  # an embedded streaming replica of the embedded primary
+    web_procs: int = 1
+    worker_procs: int = 1
+
+
+def _start_services(var: Path, env: dict[str, str], topology: Topology) -> list[Any]:
     started: list[Any] = []
     if not env.get("DATABASE_URL"):
         postgres = PostgresServer(var / "postgres")
@@ -42,6 +52,11 @@ def _start_services(var: Path, env: dict[str, str]) -> list[Any]:
         started.append(postgres)
         postgres.create_database("taskdeck")
         env["DATABASE_URL"] = postgres.dsn("taskdeck")
+        if topology.replica:
+            replica = PostgresServer(var / "postgres-replica", primary=postgres)  # pg_basebackup the first time
+            replica.start()
+            started.append(replica)
+            env["DATABASE_REPLICA_URLS"] = replica.dsn("taskdeck")
     if not env.get("REDIS_URL"):
         redis = RedisServer(var / "redis")
         redis.start()
@@ -72,10 +87,12 @@ def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
             child.wait()
 
 
-def _banner(host: str, port: int, env: dict[str, str], admin_password: str, var: Path) -> str:
+def _banner(host: str, port: int, env: dict[str, str], admin_password: str, var: Path,
+            children: list[subprocess.Popen[bytes]], topology: Topology) -> str:
     base = f"http://{host}:{port}"
     mail = str(var / "mail") if "127.0.0.1" in env["SMTP_URL"] and not os.environ.get("SMTP_URL") else env["SMTP_URL"]
-    return "\n".join([
+    web, workers = children[0], children[1:]
+    lines = [
         "", "Taskdeck is running (Ctrl-C stops everything):",
         f"  app       {base}/",
         f"  API docs  {base}/api/docs",
@@ -83,13 +100,25 @@ def _banner(host: str, port: int, env: dict[str, str], admin_password: str, var:
         f"  metrics   {base}/metrics",
         # A real server's URL may carry its password (`taskdeck dev` honours DATABASE_URL etc.).
         f"  mail      {redact('', mail)}",
-        f"  database  {redact('', env['DATABASE_URL'])}",
+        f"  database  {redact('', env['DATABASE_URL'])}  (primary: every write)",
+    ]
+    lines += [f"  replica   {redact('', url)}  (streaming: reads that are current enough)"
+              for url in filter(None, env.get("DATABASE_REPLICA_URLS", "").split(","))]
+    lines += [
         f"  redis     {redact('', env['REDIS_URL'])}",
+        f"  web       {topology.web_procs} process(es) on port {port}, pid {web.pid}"
+        + (" (gunicorn arbiter)" if topology.web_procs > 1 else ""),
+        f"  workers   {len(workers)} arq process(es), pid {', '.join(str(w.pid) for w in workers)}",
         f"  admin     {DEV_ADMIN_EMAIL} / {admin_password}", "",
-    ])
+    ]
+    return "\n".join(lines)
 
 
-def run_dev(host: str = "127.0.0.1", port: int = 8080, var_dir: str = "var") -> int:
+def _role(child: subprocess.Popen[bytes]) -> str:
+    return str(child.args[3]) if isinstance(child.args, list) else str(child.args)
+
+
+def run_dev(host: str = "127.0.0.1", port: int = 8080, var_dir: str = "var", topology: Topology = Topology()) -> int:
     load_dotenv_file()
     var = Path(var_dir).resolve()
     var.mkdir(parents=True, exist_ok=True)
@@ -99,14 +128,19 @@ def run_dev(host: str = "127.0.0.1", port: int = 8080, var_dir: str = "var") -> 
     env.setdefault("EXPORT_STORAGE", str(var / "exports"))
     env.setdefault("PUBLIC_URL", f"http://{host}:{port}")
     admin_password = _persistent_secret(var / "dev_admin_password", lambda: secrets.token_urlsafe(12))
-    services = _start_services(var, env)
+    if topology.replica and env.get("DATABASE_URL"):
+        print("taskdeck: --replica clones the embedded PostgreSQL; with DATABASE_URL set, point "
+              "DATABASE_REPLICA_URLS at your own replica instead", file=sys.stderr)
+        return 2
+    services = _start_services(var, env, topology)
     children: list[subprocess.Popen[bytes]] = []
     try:
         settings = Settings.from_env(env)
         asyncio.run(migrate(settings.database_url))
         asyncio.run(create_admin(settings, email=DEV_ADMIN_EMAIL, password=admin_password))
-        children = [_spawn("web", env, "--host", host, "--port", str(port)), _spawn("worker", env)]
-        print(_banner(host, port, env, admin_password, var), flush=True)
+        children = [_spawn("web", env, "--host", host, "--port", str(port), "--procs", str(topology.web_procs))]
+        children += [_spawn("worker", env) for _ in range(topology.worker_procs)]
+        print(_banner(host, port, env, admin_password, var, children, topology), flush=True)
         return _wait(children)
     except ConfigError as exc:
         print("\n".join(f"taskdeck: configuration error: {p}" for p in exc.problems), file=sys.stderr)
@@ -131,7 +165,6 @@ def _wait(children: list[subprocess.Popen[bytes]]) -> int:
         for child in children:
             code = child.poll()
             if code is not None:
-                role = child.args[3] if isinstance(child.args, list) else child.args
-                print(f"taskdeck: the {role} process exited with code {code}; stopping", file=sys.stderr)
+                print(f"taskdeck: the {_role(child)} process exited with code {code}; stopping", file=sys.stderr)
                 return code or 1
         time.sleep(0.5)

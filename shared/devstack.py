@@ -104,10 +104,11 @@ class PostgresServer:
     filesystems) once into `<data_dir>/../.pginstall-<version>`.
     """
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, *, primary: "PostgresServer | None" = None) -> None:
         self.data_dir = Path(data_dir).absolute()
         self.port = port if port is not None else free_port()
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
+        self.primary = primary  # set: a streaming replica of that server, cloned on first start
         self._user = pwd.getpwnam("nobody") if os.geteuid() == 0 else None
         self._bindir: Path | None = None
         self._sockdir: Path | None = None
@@ -117,7 +118,11 @@ class PostgresServer:
 
     def start(self) -> None:
         self._prepare_dirs()
-        if not (self.data_dir / "PG_VERSION").exists():
+        if not (self.data_dir / "PG_VERSION").exists() and self.primary is not None:
+            # -R: standby.signal + primary_conninfo; -X stream: WAL during the copy; -c fast: no spread checkpoint.
+            self._run("pg_basebackup", "-h", "127.0.0.1", "-p", str(self.primary.port), "-U", "postgres",
+                      "-D", str(self.data_dir), "-R", "-X", "stream", "-c", "fast", "--no-sync")
+        elif not (self.data_dir / "PG_VERSION").exists():
             # --no-sync: fsyncing ~1000 fresh files is most of initdb's time; a crash here just means re-init.
             self._run("initdb", "-D", str(self.data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8",
                       "--locale=C.UTF-8", "--no-sync")

@@ -26,14 +26,10 @@ INTERVAL = 5.0
 HEARTBEAT_KEY = "taskdeck:worker:heartbeat"
 HEARTBEAT_TTL = 7 * 86400
 # 0 on a replica that has replayed everything it received; else how old its last replayed commit is.
-REPLICA_LAG_SQL = """
-SELECT CASE WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0
-            ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) END::float8
-"""
 
 
 def _pools(db: Database) -> list[tuple[str, asyncpg.Pool]]:
-    return [("primary", db.write), *((f"replica{i}", pool) for i, pool in enumerate(db.replicas))]
+    return [("primary", db.write), *((replica.name, replica.pool) for replica in db.replicas)]
 
 
 def sample_pools(db: Database) -> None:
@@ -45,15 +41,6 @@ def sample_pools(db: Database) -> None:
         metrics.DB_POOL_MAX.labels(name).set(pool.get_max_size())
         metrics.DB_POOL_IN_USE.labels(name).set(size - idle)
         metrics.DB_POOL_WAITING.labels(name).set(sum(1 for waiter in getters if not waiter.done()))
-
-
-async def sample_replica_lag(db: Database) -> None:
-    for index, pool in enumerate(db.replicas):
-        try:
-            lag = await asyncio.wait_for(pool.fetchval(REPLICA_LAG_SQL), 2.0)
-        except Exception:  # noqa: BLE001 - unreachable replica: -1, so the dashboard shows it apart from lag
-            lag = -1.0
-        metrics.REPLICA_LAG.labels(f"replica{index}").set(lag)
 
 
 async def sample_redis(redis: Redis) -> None:
@@ -74,7 +61,7 @@ async def beat(redis: Redis) -> None:
 
 async def sample_all(db: Database, redis: Redis) -> None:
     sample_pools(db)
-    await sample_replica_lag(db)
+    # Replica lag is measured by shared/replicas.py's poller (every 250 ms), not here.
     await sample_redis(redis)
 
 

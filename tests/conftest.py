@@ -20,6 +20,7 @@ from shared.config import Settings, SmtpConfig
 from shared.db import Database
 from shared.devstack import PostgresServer, RedisServer, SmtpSink
 from shared.migrate import migrate
+from tests.replica_helpers import set_apply_delay, wait_caught_up
 from web.app import create_app
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256-0123456789"
@@ -209,3 +210,31 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
     if SCREENSHOTS.is_dir() and any(SCREENSHOTS.glob("*.png")):
         terminalreporter.write_line(f"browser screenshots: {SCREENSHOTS}")
+
+
+# --- a streaming replica of the test PostgreSQL (issue 9: replica routing) --------------------------------
+@pytest.fixture(scope="session")
+def replica_server(stack: Stack) -> Iterator[PostgresServer]:
+    server = PostgresServer(stack.base / "replica", primary=stack.postgres)  # pg_basebackup on first start
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def replica(replica_server: PostgresServer, stack: Stack) -> AsyncIterator[PostgresServer]:
+    """The replica, running, without apply delay and caught up with the primary when the test starts."""
+    if not (replica_server.data_dir / "postmaster.pid").exists():
+        replica_server.start()  # a test stopped it
+    await set_apply_delay(replica_server, "0")
+    await wait_caught_up(replica_server, stack.dsn)
+    yield replica_server
+    if (replica_server.data_dir / "postmaster.pid").exists():
+        await set_apply_delay(replica_server, "0")
+
+
+@pytest.fixture
+def replica_settings(settings: Settings, replica: PostgresServer) -> Settings:
+    return settings.with_(database_replica_urls=(replica.dsn(TEST_DB),))

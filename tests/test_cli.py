@@ -38,3 +38,17 @@ def test_create_admin_rejects_bad_input(stack):
     for args in (["--email", "nope", "--password", "long enough 1"], ["--email", "a@b.co", "--password", "short"]):
         result = run(stack, "create-admin", *args)
         assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_process_counts_must_be_whole_numbers_from_1(capsys):
+    import pytest
+
+    from shared.cli import build_parser
+
+    for argv in (["web", "--procs", "0"], ["web", "--procs", "two"], ["dev", "--web-procs", "-1"],
+                 ["dev", "--worker-procs", "65"]):
+        with pytest.raises(SystemExit) as exit_info:
+            build_parser().parse_args(argv)
+        assert exit_info.value.code == 2 and "whole number from 1 to 64" in capsys.readouterr().err
+    args = build_parser().parse_args(["dev", "--replica", "--web-procs", "2", "--worker-procs", "3"])
+    assert (args.replica, args.web_procs, args.worker_procs) == (True, 2, 3)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from types import SimpleNamespace
 import sys
 
 import pytest
@@ -131,9 +132,20 @@ def test_metrics_token_and_outbox_retention():
 
 
 def test_dev_banner_masks_real_server_passwords(tmp_path):
-    from shared.dev import _banner
+    from shared.dev import Topology, _banner
 
     env = {"DATABASE_URL": f"postgresql://u:{SECRET}@db/x", "REDIS_URL": f"redis://:{SECRET}@cache/0",
            "SMTP_URL": f"smtp://mailer:{SECRET}@smtp.internal:587"}
-    banner = _banner("127.0.0.1", 8080, env, "dev-admin-pw", tmp_path)
+    env["DATABASE_REPLICA_URLS"] = f"postgresql://u:{SECRET}@replica/x"
+    banner = _banner("127.0.0.1", 8080, env, "dev-admin-pw", tmp_path,
+                     [SimpleNamespace(pid=101), SimpleNamespace(pid=102)], Topology())
     assert SECRET not in banner and "postgresql://***@db/x" in banner and "smtp://***@smtp.internal:587" in banner
+
+
+def test_replica_lag_ceiling_and_pooler():
+    settings = Settings.from_env({**BASE, "REPLICA_MAX_LAG_SECONDS": "2", "DATABASE_POOLER": "PgBouncer"})
+    assert settings.replica_max_lag_seconds == 2 and settings.database_pooler == "pgbouncer"
+    defaults = Settings.from_env(BASE)
+    assert defaults.replica_max_lag_seconds == 5 and defaults.database_pooler == "none"
+    found = problems(REPLICA_MAX_LAG_SECONDS="-1", DATABASE_POOLER="pgpool")
+    assert sorted(p.split("=")[0] for p in found) == ["DATABASE_POOLER", "REPLICA_MAX_LAG_SECONDS"]

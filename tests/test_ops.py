@@ -40,12 +40,15 @@ async def test_ready_is_503_when_redis_is_down(aiohttp_client, settings):
     assert body["checks"]["database"]["status"] == "up"
 
 
-async def test_ready_reports_replicas(aiohttp_client, settings):
-    # The primary doubles as a "replica" here; the streaming-replica setup is exercised with scale-out.
-    client = await aiohttp_client(create_app(settings.with_(database_replica_urls=(settings.database_url,))))
-    body = await (await client.get("/ready")).json()
-    assert [r["status"] for r in body["checks"]["replicas"]] == ["up"]
-    assert "postgres@" not in str(body)  # no credentials or user names leak
+async def test_ready_reports_replicas_by_name_with_their_lag(aiohttp_client, replica_settings, replica):
+    client = await aiohttp_client(create_app(replica_settings.with_(metrics_token=OPS_TOKEN)))
+    body = await (await client.get("/ready", headers={"Authorization": f"Bearer {OPS_TOKEN}"})).json()
+    [state] = body["checks"]["replicas"]
+    assert state["name"] == "replica-0" and state["status"] == "up" and state["lag_seconds"] == 0
+    assert "/" in state["replay_lsn"]
+    assert "127.0.0.1" not in str(body) and str(replica.port) not in str(body)  # no host names, ports, users
+    text = await (await client.get("/metrics", headers={"Authorization": f"Bearer {OPS_TOKEN}"})).text()
+    assert 'taskdeck_replica_lag_seconds{replica="replica-0"} 0.0' in text
 
 
 async def test_metrics_count_requests_by_route_template(client, make_user):
@@ -98,9 +101,8 @@ async def test_metrics_token_guards_metrics(aiohttp_client, settings):
     assert response.status == 200 and "taskdeck_http_requests_total" in await response.text()
 
 
-async def test_ready_without_the_token_says_only_up_or_down(aiohttp_client, settings):
-    replica_settings = settings.with_(metrics_token=OPS_TOKEN, database_replica_urls=(settings.database_url,))
-    client = await aiohttp_client(create_app(replica_settings))
+async def test_ready_without_the_token_says_only_up_or_down(aiohttp_client, settings, replica_settings):
+    client = await aiohttp_client(create_app(replica_settings.with_(metrics_token=OPS_TOKEN)))
     host = settings.database_url.split("@")[-1].split("/")[0]
     response = await client.get("/ready")
     body = await response.json()
@@ -109,7 +111,7 @@ async def test_ready_without_the_token_says_only_up_or_down(aiohttp_client, sett
                                                "redis": {"status": "up"}, "worker": {"status": "down"}}}
     assert host not in await response.text()
     detailed = await (await client.get("/ready", headers={"Authorization": f"Bearer {OPS_TOKEN}"})).json()
-    assert detailed["checks"]["replicas"][0]["url"] == host + "/taskdeck_test"
+    assert detailed["checks"]["replicas"][0]["name"] == "replica-0" and host not in str(detailed)
     assert "latency_ms" in detailed["checks"]["database"] and detailed["checks"]["worker"]["error"]
 
 

@@ -1,46 +1,9 @@
-"""Read routing (replica vs primary), the OpenAPI description of the task routes, and response basics."""
+"""The OpenAPI description of the task routes, and response basics."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
-from redis.exceptions import RedisError
-
 from shared import tasks
-from web.app import create_app
-from web.keys import DB, REDIS
-from web.views.tasks import _reader
 
 TASKS = "/api/v1/tasks"
-
-
-async def test_reads_use_a_replica_unless_the_caller_just_wrote(aiohttp_client, settings, stack, make_user,
-                                                                monkeypatch):
-    # A "replica" that is really the primary: enough to see which pool is picked.
-    client = await aiohttp_client(create_app(settings.with_(database_replica_urls=(stack.dsn,))))
-    db = client.app[DB]
-    user, other = await make_user(), await make_user()
-    request = SimpleNamespace(app=client.app)
-    assert await _reader(request, SimpleNamespace(user_id=user.id)) is db.replicas[0]
-    assert (await client.post(TASKS, json={"title": "t"}, headers=user.headers)).status == 201
-    assert await _reader(request, SimpleNamespace(user_id=user.id)) is db.write  # read-your-writes
-    assert await _reader(request, SimpleNamespace(user_id=other.id)) is db.replicas[0]
-    listed = await (await client.get(TASKS, headers=user.headers)).json()
-    assert len(listed["items"]) == 1
-
-    async def redis_down(*args, **kwargs):
-        raise RedisError("down")
-
-    monkeypatch.setattr(client.app[REDIS], "exists", redis_down)
-    monkeypatch.setattr(client.app[REDIS], "set", redis_down)
-    # Cannot tell whether they wrote: the primary is always correct, only slower.
-    assert await _reader(request, SimpleNamespace(user_id=other.id)) is db.write
-    assert (await client.post(TASKS, json={"title": "t"}, headers=user.headers)).status == 201
-
-
-async def test_without_replicas_everything_reads_the_primary(client, make_user):
-    user = await make_user()
-    db = client.app[DB]
-    assert await _reader(SimpleNamespace(app=client.app), SimpleNamespace(user_id=user.id)) is db.write
 
 
 async def test_openapi_documents_every_task_operation(client):

@@ -60,6 +60,7 @@ async def sampler_ctx(app: web.Application) -> AsyncIterator[None]:
 MIDDLEWARES = [
     middlewares.request_id_middleware,   # first: everything after it logs and answers with the id
     middlewares.metrics_middleware,      # sees every response, 429s and 500s included
+    middlewares.write_position_middleware,  # issue 9: after a user's write, remember its WAL position
     middlewares.compression_middleware,  # compresses whatever the inner ones produced, error bodies too
     middlewares.error_middleware,        # the one error mapping: inner raises become problem+json
     security_headers.hostile_input_middleware,  # issue 13: overlong path segments, broken forms -> 4xx

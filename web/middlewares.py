@@ -15,7 +15,7 @@ from shared import metrics as shared_metrics
 from shared.errors import AppError
 from shared.logs import request_id_var
 from web import metrics
-from web.keys import REQUEST_ID
+from web.keys import AUTH, DB, REQUEST_ID
 from web.problem import error_page, problem_response, wants_html
 
 logger = logging.getLogger("app.web")
@@ -123,3 +123,23 @@ def _accepts_gzip(header: str) -> bool:
             quality = params.replace(" ", "").removeprefix("q=")
             return not (params and quality.rstrip("0").rstrip(".") in ("0", ""))
     return False
+
+
+# --- read-your-writes (issue 9): remember where each user's writes reached in the WAL -----------------
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@web.middleware
+async def write_position_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """After an authenticated caller's write request, record the primary's WAL position for them.
+
+    Before the response leaves, so any read the caller makes after seeing it finds a replica that has
+    the write, or the primary (shared/db.py). Failed requests count too: a 4xx usually wrote nothing,
+    but a 5xx may have committed first, and one extra round trip is cheaper than a stale read.
+    """
+    try:
+        return await handler(request)
+    finally:
+        auth = request.get(AUTH)
+        if request.method in UNSAFE_METHODS and auth is not None and request.app[DB].replicas:
+            await request.app[DB].wrote(auth.user_id)  # type: ignore[attr-defined]

@@ -44,10 +44,10 @@ def _user_id(request: web.Request) -> int:
      responses={200: ok("A page of users", UserPageSchema)})
 async def list_users(request: web.Request) -> web.Response:
     """Users, newest first; filter by `q` (email or name), `role`, `is_active`."""
-    await require_admin(request)
+    auth = await require_admin(request)
     query = load_query(request, AdminUserQuerySchema())
-    async with request.app[DB].read().acquire() as conn:
-        items, next_cursor = await admin.list_users(conn, secret=request.app[SETTINGS].secret_key, **query)
+    items, next_cursor = await request.app[DB].read_as(auth.user_id, lambda conn: admin.list_users(
+        conn, secret=request.app[SETTINGS].secret_key, **query))
     return json_response({"items": items, "next_cursor": next_cursor})
 
 
@@ -79,9 +79,8 @@ async def update_user(request: web.Request) -> web.Response:
 @api(tags=ADMIN_TAG, auth="admin", responses={200: ok("Counters", AdminStatsSchema)})
 async def get_stats(request: web.Request) -> web.Response:
     """Counts of users, tasks by status, jobs by state and emails by state."""
-    await require_admin(request)
-    async with request.app[DB].read().acquire() as conn:
-        stats = await admin.service_stats(conn)
+    auth = await require_admin(request)
+    stats = await request.app[DB].read_as(auth.user_id, admin.service_stats)
     return json_response(stats)
 
 

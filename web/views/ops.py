@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import Any, Awaitable
-from urllib.parse import urlsplit
 
 from aiohttp import web
 from marshmallow import INCLUDE, Schema, fields, validate
@@ -29,11 +28,6 @@ async def _probe(check: Awaitable[Any]) -> dict[str, Any]:
     return {"status": "up", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
 
 
-def _redacted(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.hostname}:{parts.port or 5432}{parts.path}"
-
-
 class HealthSchema(Schema):
     status = fields.String(required=True, validate=validate.OneOf(["ok"]))
 
@@ -48,7 +42,11 @@ class CheckSchema(Schema):
 
 
 class ReplicaCheckSchema(CheckSchema):
-    url = fields.String(required=True)
+    # From the background poller (shared/replicas.py): named by position, never by host.
+    name = fields.String(metadata={"example": "replica-0"})
+    status = fields.String(required=True, validate=validate.OneOf(["up", "lagging", "down", "unknown"]))
+    lag_seconds = fields.Float(allow_none=True)
+    replay_lsn = fields.String()
 
 
 class ChecksSchema(Schema):
@@ -75,17 +73,20 @@ async def health(request: web.Request) -> web.Response:
 @api(tags=("operations",), responses={200: ok("Ready", ReadySchema),
                                       503: ok("A required dependency is down", ReadySchema)})
 async def ready(request: web.Request) -> web.Response:
-    """Readiness: 200 when the primary database and Redis answer, else 503; replicas and worker are reported."""
+    """Readiness: 200 when the primary database and Redis answer, else 503; replicas and worker are reported.
+
+    A replica that is down or lagging does not make the process unready: reads then use the primary.
+    """
     db, redis = request.app[DB], request.app[REDIS]
-    primary, redis_check, worker, *replicas = await asyncio.gather(
+    primary, redis_check, worker = await asyncio.gather(
         _probe(db.write.fetchval("SELECT 1")),
         _probe(redis.ping()),
         _probe(_worker_alive(redis)),
-        *(_probe(pool.fetchval("SELECT 1")) for pool in db.replicas),
     )
     checks = {
         "database": primary,
-        "replicas": [{"url": _redacted(url), **check} for url, check in zip(db.replica_urls, replicas)],
+        # From the background poller (shared/replicas.py), named by position: no host names here.
+        "replicas": [replica.describe() for replica in db.replicas],
         "redis": redis_check,
         "worker": worker,
     }

@@ -15,7 +15,7 @@ from multidict import MultiDict, MultiDictProxy
 from shared import tasks
 from shared.errors import PreconditionFailed, ValidationFailed
 from web.auth import AuthContext
-from web.keys import DB, SETTINGS
+from web.keys import CACHE, DB, SETTINGS
 from web.views.pages import (
     chosen,
     field_errors,
@@ -32,7 +32,7 @@ from web.views.pages import (
     task_dict,
     zone_name,
 )
-from web.views.tasks import CREATE_SCHEMA, LIST_QUERY_SCHEMA, UPDATE_SCHEMA, _reader, _wrote
+from web.views.tasks import CREATE_SCHEMA, LIST_QUERY_SCHEMA, UPDATE_SCHEMA
 
 PAGE_SIZE = 20
 SORT_LABELS = {"-created_at": "Newest first", "created_at": "Oldest first", "due_at": "Due soonest",
@@ -91,11 +91,9 @@ async def _list_context(request: web.Request, auth: AuthContext) -> dict[str, An
         query = list_query(request.query, zone)
     except ValidationFailed as exc:
         return {**context, "filter_errors": field_errors(exc)}
-    async with (await _reader(request, auth)).acquire() as conn:
-        items, cursor = await tasks.list_tasks(conn, owner_id=auth.user_id,
-                                               filters=tasks.TaskFilters.from_mapping(query), sort=query["sort"],
-                                               limit=PAGE_SIZE, cursor=query.get("cursor"),
-                                               secret=request.app[SETTINGS].secret_key)
+    items, cursor = await request.app[DB].read_as(auth.user_id, lambda conn: tasks.list_tasks(
+        conn, owner_id=auth.user_id, filters=tasks.TaskFilters.from_mapping(query), sort=query["sort"],
+        limit=PAGE_SIZE, cursor=query.get("cursor"), secret=request.app[SETTINGS].secret_key))
     context["items"] = [task_dict(body) for body in items]
     if cursor:
         context["next_url"] = "/tasks?" + urlencode([*filters, ("cursor", cursor)])
@@ -121,7 +119,7 @@ async def create_task(request: web.Request) -> web.Response:
     except ValidationFailed as exc:
         context = await _list_context(request, auth)
         return render(request, "tasks.html", {**context, "values": form, "errors": field_errors(exc)}, 422)
-    await _wrote(request, auth)
+    await request.app[CACHE].invalidate(auth.user_id)
     return redirect(request, "/tasks", f"Task “{task_dict(task['body'])['title']}” created.")
 
 
@@ -131,9 +129,8 @@ def _task_id(request: web.Request) -> int:
 
 async def show_task(request: web.Request) -> web.Response:
     auth = await page_user(request)
-    async with (await _reader(request, auth)).acquire() as conn:
-        task = await tasks.get_task_for_user(conn, task_id=_task_id(request), user_id=auth.user_id,
-                                             is_admin=auth.is_admin)
+    task = await request.app[DB].read_as(auth.user_id, lambda conn: tasks.get_task_for_user(
+        conn, task_id=_task_id(request), user_id=auth.user_id, is_admin=auth.is_admin))
     return render(request, "task.html", {"task": task_dict(task["body"]), "etag": tasks.etag(task),
                                          "statuses": tasks.STATUSES, "priorities": tasks.PRIORITIES})
 
@@ -146,8 +143,8 @@ async def update_task(request: web.Request) -> web.Response:
     try:
         changes = load_task(UPDATE_SCHEMA, _changed_fields(form), zone_name(request, form.get("tz")))
         async with request.app[DB].write.acquire() as conn:
-            await tasks.update_task(conn, task_id=task_id, user_id=auth.user_id, is_admin=auth.is_admin,
-                                    changes=changes, if_match=str(form.get("etag") or "") or None)
+            task = await tasks.update_task(conn, task_id=task_id, user_id=auth.user_id, is_admin=auth.is_admin,
+                                           changes=changes, if_match=str(form.get("etag") or "") or None)
     except (ValidationFailed, PreconditionFailed) as exc:
         async with request.app[DB].write.acquire() as conn:
             task = await tasks.get_task_for_user(conn, task_id=task_id, user_id=auth.user_id,
@@ -160,7 +157,7 @@ async def update_task(request: web.Request) -> web.Response:
                                              "values": form, "errors": errors, "conflict": conflict,
                                              "statuses": tasks.STATUSES, "priorities": tasks.PRIORITIES},
                       409 if conflict else 422)
-    await _wrote(request, auth)
+    await request.app[CACHE].invalidate(int(task["owner_id"]))  # an admin may edit anyone's task
     return redirect(request, f"/tasks/{task_id}", "Task saved.")
 
 
@@ -180,7 +177,7 @@ async def change_status(request: web.Request) -> web.Response:
     async with request.app[DB].write.acquire() as conn:
         task = await tasks.update_task(conn, task_id=_task_id(request), user_id=auth.user_id,
                                        is_admin=auth.is_admin, changes=changes)
-    await _wrote(request, auth)
+    await request.app[CACHE].invalidate(int(task["owner_id"]))
     title = task_dict(task["body"])["title"]
     back = safe_next(str(form.get("back", "")))
     return redirect(request, back, f"“{title}” is now {changes['status'].replace('_', ' ')}.")
@@ -188,17 +185,17 @@ async def change_status(request: web.Request) -> web.Response:
 
 async def confirm_delete(request: web.Request) -> web.Response:
     auth = await page_user(request)
-    async with (await _reader(request, auth)).acquire() as conn:
-        task = await tasks.get_task_for_user(conn, task_id=_task_id(request), user_id=auth.user_id,
-                                             is_admin=auth.is_admin)
+    task = await request.app[DB].read_as(auth.user_id, lambda conn: tasks.get_task_for_user(
+        conn, task_id=_task_id(request), user_id=auth.user_id, is_admin=auth.is_admin))
     return render(request, "task_delete.html", {"task": task_dict(task["body"])})
 
 
 async def delete_task(request: web.Request) -> web.Response:
     auth = await page_user(request)
     async with request.app[DB].write.acquire() as conn:
-        await tasks.delete_task(conn, task_id=_task_id(request), user_id=auth.user_id, is_admin=auth.is_admin)
-    await _wrote(request, auth)
+        owner_id = await tasks.delete_task(conn, task_id=_task_id(request), user_id=auth.user_id,
+                                           is_admin=auth.is_admin)
+    await request.app[CACHE].invalidate(owner_id)
     return redirect(request, "/tasks", "Task deleted.")
 
 

@@ -117,17 +117,16 @@ async def summary_page(request: web.Request) -> web.Response:
     """The caller's summary report as an HTML page (?from=&to=), computed now."""
     auth = await authenticate(request)
     start, end = ReportPeriodSchema.period(load_query(request, ReportPeriodSchema()))
-    async with request.app[DB].read().acquire() as conn:
-        data = await reports.summary(conn, owner_id=auth.user_id, start=start, end=end)
+    data = await request.app[DB].read_as(auth.user_id, lambda conn: reports.summary(
+        conn, owner_id=auth.user_id, start=start, end=end))
     return web.Response(text=reports.render_html(data), content_type=HTML_TYPE, charset="utf-8")
 
 
 async def admin_activity_page(request: web.Request) -> web.Response:
     """The admin activity report as an HTML page (?from=&to=), computed now; admins only."""
-    await require_admin(request)
+    auth = await require_admin(request)
     start, end = ReportPeriodSchema.period(load_query(request, ReportPeriodSchema()))
-    async with request.app[DB].read().acquire() as conn:
-        data = await reports.admin_activity(conn, start=start, end=end)
+    data = await request.app[DB].read_as(auth.user_id, lambda conn: reports.admin_activity(conn, start=start, end=end))
     return web.Response(text=reports.render_html(data), content_type=HTML_TYPE, charset="utf-8")
 
 

@@ -10,11 +10,10 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 from marshmallow import Schema, ValidationError, fields, validate, validates
-from redis.exceptions import RedisError
 
 from shared import idempotency, tasks
 from web.auth import AuthContext, authenticate
-from web.keys import CACHE, DB, REDIS, SETTINGS
+from web.keys import CACHE, DB, SETTINGS
 from web.openapi import api, ok
 from web.request import load_json, load_query, read_json
 from web.schemas import QueryBoolean, Text, cursor_field, limit_field
@@ -24,9 +23,6 @@ logger = logging.getLogger("app.web.tasks")
 JSON_TYPE = "application/json; charset=utf-8"
 TAGS = ("tasks",)
 CREATE_SCOPE = "POST /api/v1/tasks"
-# After a task write, the caller's task reads go to the primary for this long (read-your-writes while a
-# replica catches up; replication lag is normally well under a second).
-READ_YOUR_WRITES_SECONDS = 5
 # The list query a client sends with no parameters (owner_id may name yourself, or anyone for an admin).
 DEFAULT_SORT = "-created_at"
 DEFAULT_LIST_KEYS = frozenset({"sort", "limit", "owner_id"})
@@ -173,26 +169,6 @@ def _task_id(request: web.Request) -> int:
     return int(request.match_info["id"])
 
 
-async def _reader(request: web.Request, auth: AuthContext) -> asyncpg.Pool:
-    """A replica, unless the caller changed a task moments ago (or we cannot tell: Redis down)."""
-    db = request.app[DB]
-    if not db.replicas:
-        return db.write
-    try:
-        recent = await request.app[REDIS].exists(f"tasks:rw:{auth.user_id}")
-    except RedisError:
-        return db.write
-    return db.write if recent else db.read()
-
-
-async def _wrote(request: web.Request, auth: AuthContext) -> None:
-    if request.app[DB].replicas:
-        try:
-            await request.app[REDIS].set(f"tasks:rw:{auth.user_id}", b"1", ex=READ_YOUR_WRITES_SECONDS)
-        except RedisError:
-            logger.warning("could not record a task write; the next reads may lag", exc_info=True)
-
-
 @api(tags=TAGS, auth="user", body=TaskCreateSchema, idempotent=True,
      responses={201: ok("The task", TaskOutSchema, headers=("Location", "ETag"))})
 async def create_task(request: web.Request) -> web.Response:
@@ -214,7 +190,6 @@ async def create_task(request: web.Request) -> web.Response:
     async with request.app[DB].write.acquire() as conn:
         stored = await idempotency.run_once(conn, user_id=auth.user_id, scope=CREATE_SCOPE, key=key,
                                             request_body=body, action=create)
-    await _wrote(request, auth)
     await request.app[CACHE].invalidate(auth.user_id)
     return web.Response(status=stored.status, text=stored.body, headers=stored.response_headers())
 
@@ -230,18 +205,20 @@ async def list_tasks(request: web.Request) -> web.Response:
     query = load_query(request, LIST_QUERY_SCHEMA)
     owner_id = tasks.resolve_owner(user_id=auth.user_id, is_admin=auth.is_admin, requested=query.get("owner_id"))
 
-    async def page(pool: asyncpg.Pool) -> tuple[str, None]:
-        async with pool.acquire() as conn:
-            items, cursor = await tasks.list_tasks(conn, owner_id=owner_id, sort=query["sort"], limit=query["limit"],
-                                                   filters=tasks.TaskFilters.from_mapping(query),
-                                                   cursor=query.get("cursor"), secret=request.app[SETTINGS].secret_key)
-        return '{"items":[' + ",".join(items) + '],"next_cursor":' + json.dumps(cursor) + "}", None
+    async def page(conn: asyncpg.Connection) -> str:
+        items, cursor = await tasks.list_tasks(conn, owner_id=owner_id, sort=query["sort"], limit=query["limit"],
+                                               filters=tasks.TaskFilters.from_mapping(query),
+                                               cursor=query.get("cursor"), secret=request.app[SETTINGS].secret_key)
+        return '{"items":[' + ",".join(items) + '],"next_cursor":' + json.dumps(cursor) + "}"
+
+    async def fill() -> tuple[str, None]:
+        async with request.app[DB].write.acquire() as conn:  # cache fills read the primary (shared/cache.py)
+            return await page(conn), None
 
     if _is_default_first_page(query):
-        body = await request.app[CACHE].get(owner_id, "task_list", lambda: page(request.app[DB].write),
-                                            variant=str(query["limit"]))
+        body = await request.app[CACHE].get(owner_id, "task_list", fill, variant=str(query["limit"]))
     else:
-        body, _ = await page(await _reader(request, auth))
+        body = await request.app[DB].read_as(auth.user_id, page)
     return _json(200, body)
 
 
@@ -266,9 +243,8 @@ async def task_stats(request: web.Request) -> web.Response:
 async def get_task(request: web.Request) -> web.Response:
     """Get a task."""
     auth = await authenticate(request)
-    async with (await _reader(request, auth)).acquire() as conn:
-        task = await tasks.get_task_for_user(conn, task_id=_task_id(request), user_id=auth.user_id,
-                                             is_admin=auth.is_admin)
+    task = await request.app[DB].read_as(auth.user_id, lambda conn: tasks.get_task_for_user(
+        conn, task_id=_task_id(request), user_id=auth.user_id, is_admin=auth.is_admin))
     if_none_match = request.headers.get("If-None-Match")
     if if_none_match is not None and tasks.etag_matches(if_none_match, tasks.etag(task), weak=True):
         return web.Response(status=304, headers={"ETag": tasks.etag(task)})
@@ -284,7 +260,6 @@ async def update_task(request: web.Request) -> web.Response:
     async with request.app[DB].write.acquire() as conn:
         task = await tasks.update_task(conn, task_id=_task_id(request), user_id=auth.user_id, is_admin=auth.is_admin,
                                        changes=changes, if_match=request.headers.get("If-Match"))
-    await _wrote(request, auth)
     await request.app[CACHE].invalidate(int(task["owner_id"]))  # an admin may edit anyone's task
     return _task_response(task)
 
@@ -296,7 +271,6 @@ async def delete_task(request: web.Request) -> web.Response:
     async with request.app[DB].write.acquire() as conn:
         owner_id = await tasks.delete_task(conn, task_id=_task_id(request), user_id=auth.user_id,
                                            is_admin=auth.is_admin, if_match=request.headers.get("If-Match"))
-    await _wrote(request, auth)
     await request.app[CACHE].invalidate(owner_id)
     return web.Response(status=204)
 

@@ -40,12 +40,21 @@ async def export_tasks(ctx: dict[str, Any], run: JobRun) -> Output:
     store, key = runner.storage(ctx), exports.storage_key(job)
     # A killed earlier attempt may have left a half-written temp file: this job has exactly one file.
     await store.discard_partials(f"jobs/{job['id']}/")
-    async with ctx["db"].read().acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        total = await conn.fetchval(count_sql, *args)
-        cursor = await conn.cursor(select_sql, *args)
-        if job["format"] == "csv":
-            return await _write_csv(cursor, total, store, key, run)
-        rows = await _read_for_pdf(cursor, total, run)
+
+    async def read(conn: asyncpg.Connection) -> Output | list[tuple[Any, ...]]:
+        # Safe to run twice (a replica that fails midway, then the primary): the file is rewritten whole.
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            total = await conn.fetchval(count_sql, *args)
+            cursor = await conn.cursor(select_sql, *args)
+            if job["format"] == "csv":
+                return await _write_csv(cursor, total, store, key, run)
+            return await _read_for_pdf(cursor, total, run)
+
+    # As the owner: a replica only if it already has every task they wrote before asking for the export.
+    result = await ctx["db"].read_as(job["owner_id"], read)
+    if isinstance(result, Output):
+        return result
+    rows = result
     subtitle = " · ".join([generated_line(), f"{len(rows):,} tasks", describe_filters(job["params"])])
     return await _write_pdf(rows, store, key, run, subtitle)
 

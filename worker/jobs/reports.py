@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import asyncpg
 from arq import func
 
 from shared import exports, reports
@@ -22,12 +23,16 @@ async def run_report(ctx: dict[str, Any], job_id: int) -> str:
 async def build_report(ctx: dict[str, Any], run: JobRun) -> Output:
     job = run.job
     start, end = reports.period_from_params(job["params"])
-    # One snapshot, so the charts and the tables agree; a replica is fine for a report.
-    async with ctx["db"].read().acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        if job["kind"] == "summary":
-            data = await reports.summary(conn, owner_id=job["owner_id"], start=start, end=end)
-        else:
-            data = await reports.admin_activity(conn, start=start, end=end)
+
+    async def gather(conn: asyncpg.Connection) -> Any:
+        # One snapshot, so the charts and the tables agree.
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            if job["kind"] == "summary":
+                return await reports.summary(conn, owner_id=job["owner_id"], start=start, end=end)
+            return await reports.admin_activity(conn, start=start, end=end)
+
+    # As the requester: a replica only if it has everything they wrote before asking.
+    data = await ctx["db"].read_as(job["owner_id"], gather)
     await run.report(GATHERED)
     store, key = runner.storage(ctx), exports.storage_key(job)
     await store.discard_partials(f"jobs/{job['id']}/")
