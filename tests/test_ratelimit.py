@@ -236,3 +236,29 @@ async def test_the_active_jobs_cap_holds_under_concurrent_requests(aiohttp_clien
                                        for _ in range(6)))
     assert sorted(r.status for r in responses) == [202, 202, 429, 429, 429, 429]
     assert await db.fetchval("SELECT count(*) FROM jobs WHERE owner_id = $1", user.id) == 2
+
+
+async def test_html_login_and_register_share_the_api_limiter(aiohttp_client: Any, settings: Settings,
+                                                             make_user: Any) -> None:
+    """The browser forms count against the same tiers and keys as the JSON API (one limiter, not two)."""
+    from tests.test_pages_session import PASSWORD, csrf_of, sign_in
+
+    client = await aiohttp_client(create_app(limited(settings, rate_limit_login="3 per 15 minutes",
+                                                     rate_limit_auth_email="2/hour")))
+    user = await make_user()
+    for _ in range(2):
+        assert (await sign_in(client, user.email, password="wrong password 1")).status == 401
+    api = await client.post("/api/v1/auth/login", json={"email": user.email, "password": "wrong password 2"})
+    assert api.status == 401
+    page = await client.get("/login")  # the right password now, but the email's failures are used up
+    refused = await client.post("/login", data={"email": user.email, "password": PASSWORD,
+                                                "csrf_token": csrf_of(await page.text())},
+                                headers={"Accept": "text/html"}, allow_redirects=False)
+    assert refused.status == 429 and "text/html" in refused.content_type  # a browser gets the 429 page
+    assert int(refused.headers["Retry-After"]) > 0
+    for attempt in range(3):
+        page = await client.get("/register")
+        response = await client.post("/register", data={"email": "new@example.com", "password": "long enough 1",
+                                                        "name": "N", "csrf_token": csrf_of(await page.text())},
+                                     allow_redirects=False)
+        assert response.status == (429 if attempt == 2 else 303 if attempt == 0 else 409), attempt
