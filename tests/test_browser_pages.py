@@ -17,7 +17,7 @@ PHONE = {"viewport": {"width": 360, "height": 740}, "is_mobile": True, "has_touc
 
 
 async def make_user(live, email: str, role: str = "user", name: str = "") -> int:
-    password_hash = await hash_password(PASSWORD, live.settings.bcrypt_rounds)
+    password_hash = await hash_password(PASSWORD, live.settings)
     rows = await live.sql("INSERT INTO users (email, name, password_hash, role, email_verified) "
                           "VALUES ($1, $2, $3, $4, true) RETURNING id", email, name, password_hash, role)
     return int(rows[0]["id"])

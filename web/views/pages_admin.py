@@ -14,6 +14,7 @@ from web.views.pages import field_errors, form_data, load_form, page_user, prese
 
 QUERY_SCHEMA, UPDATE_SCHEMA = AdminUserQuerySchema(), AdminUserUpdateSchema()
 PAGE_SIZE = 25
+FORM_BOOLEANS = {"true": True, "false": False}
 
 
 async def page_admin(request: web.Request) -> AuthContext:
@@ -44,7 +45,10 @@ async def update_user(request: web.Request) -> web.Response:
     auth = await page_admin(request)
     form = await form_data(request)
     back = safe_next(str(form.get("back", ""))) if str(form.get("back", "")).startswith("/admin") else "/admin"
-    changes = load_form(UPDATE_SCHEMA, present(form, "role", "is_active"))
+    values: dict[str, object] = dict(present(form, "role", "is_active"))
+    if "is_active" in values:  # a form sends the strings; the API's schema takes only a JSON boolean
+        values["is_active"] = FORM_BOOLEANS.get(str(values["is_active"]), values["is_active"])
+    changes = load_form(UPDATE_SCHEMA, values)
     try:
         async with request.app[DB].write.acquire() as conn, conn.transaction():
             user = await admin.update_user(conn, user_id=int(request.match_info["id"]), acting_admin_id=auth.user_id,
