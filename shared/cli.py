@@ -5,7 +5,8 @@ import argparse
 import asyncio
 import logging
 import sys
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 from shared.config import ConfigError, Settings, load_dotenv_file
 from shared.logs import configure_logging
@@ -26,20 +27,35 @@ def load_settings() -> Settings:
     return settings
 
 
+@contextmanager
+def storage_errors_exit() -> Iterator[None]:
+    """EXPORT_STORAGE that cannot work (no bucket, refused credentials) stops web and worker at start: exit 2."""
+    from shared.storage import StorageError
+
+    try:
+        yield
+    except StorageError as exc:
+        print(f"taskdeck: export storage error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def cmd_web(args: argparse.Namespace) -> None:
     from aiohttp import web
 
     from web.app import create_app
 
     settings = load_settings()
-    web.run_app(create_app(settings), host=args.host, port=args.port, reuse_port=args.reuse_port,
-                access_log=None, print=lambda message: logger.info(message.strip()))
+    with storage_errors_exit():
+        web.run_app(create_app(settings), host=args.host, port=args.port, reuse_port=args.reuse_port,
+                    access_log=None, print=lambda message: logger.info(message.strip()))
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
     from worker.settings import run_worker_process
 
-    run_worker_process(load_settings())
+    settings = load_settings()
+    with storage_errors_exit():
+        run_worker_process(settings)
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
@@ -64,7 +80,7 @@ def cmd_create_admin(args: argparse.Namespace) -> None:
 def cmd_dev(args: argparse.Namespace) -> None:
     from shared.dev import run_dev
 
-    raise SystemExit(run_dev(host=args.host, port=args.port, var_dir=args.var))
+    raise SystemExit(run_dev(host=args.host, port=args.port, var_dir=args.var, s3=args.s3))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8080)
     dev.add_argument("--var", default="var", help="data directory (default ./var)")
+    # --s3 (issue 9, exports on S3): an embedded moto endpoint unless EXPORT_STORAGE is already s3://...
+    dev.add_argument("--s3", action="store_true", help="store exports on an embedded S3 endpoint (moto)")
     dev.set_defaults(func=cmd_dev)
     return parser
 

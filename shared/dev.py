@@ -18,7 +18,7 @@ from typing import Any
 
 from shared.bootstrap import create_admin
 from shared.config import ConfigError, Settings, load_dotenv_file
-from shared.devstack import PostgresServer, RedisServer, SmtpSink
+from shared.devstack import PostgresServer, RedisServer, S3Server, SmtpSink
 from shared.migrate import migrate
 
 DEV_ADMIN_EMAIL = "admin@taskdeck.localhost"
@@ -55,6 +55,27 @@ def _start_services(var: Path, env: dict[str, str]) -> list[Any]:
     return started
 
 
+# --- `--s3` (issue 9): exports on an S3-compatible endpoint ------------------------------------
+DEV_BUCKET = "taskdeck-exports"
+
+
+def _start_s3(var: Path, env: dict[str, str]) -> list[Any]:
+    """An embedded moto endpoint with a bucket, and EXPORT_STORAGE/AWS_* pointing at it.
+
+    An EXPORT_STORAGE that is already s3://... (a real MinIO or bucket) is used as it is. moto keeps
+    objects in memory: exports made under --s3 are gone after a restart (their rows then answer 410).
+    """
+    if os.environ.get("EXPORT_STORAGE", "").startswith("s3://"):
+        return []
+    server = S3Server(var / "s3.log")
+    server.start()
+    server.create_bucket(DEV_BUCKET)
+    env.update(EXPORT_STORAGE=f"s3://{DEV_BUCKET}/exports", AWS_ENDPOINT_URL=server.url, AWS_REGION="us-east-1",
+               AWS_ACCESS_KEY_ID="dev", AWS_SECRET_ACCESS_KEY="dev")
+    return [server]
+# --- end of --s3 ------------------------------------------------------------------------------
+
+
 def _spawn(role: str, env: dict[str, str], *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "shared.cli", role, *extra], env=env)
 
@@ -84,11 +105,12 @@ def _banner(host: str, port: int, env: dict[str, str], admin_password: str, var:
         f"  mail      {mail}",
         f"  database  {env['DATABASE_URL']}",
         f"  redis     {env['REDIS_URL']}",
+        f"  exports   {env['EXPORT_STORAGE']}" + (f" at {env['AWS_ENDPOINT_URL']}" if env.get("AWS_ENDPOINT_URL") else ""),
         f"  admin     {DEV_ADMIN_EMAIL} / {admin_password}", "",
     ])
 
 
-def run_dev(host: str = "127.0.0.1", port: int = 8080, var_dir: str = "var") -> int:
+def run_dev(host: str = "127.0.0.1", port: int = 8080, var_dir: str = "var", s3: bool = False) -> int:
     load_dotenv_file()
     var = Path(var_dir).resolve()
     var.mkdir(parents=True, exist_ok=True)
@@ -99,6 +121,8 @@ def run_dev(host: str = "127.0.0.1", port: int = 8080, var_dir: str = "var") -> 
     env.setdefault("PUBLIC_URL", f"http://{host}:{port}")
     admin_password = _persistent_secret(var / "dev_admin_password", lambda: secrets.token_urlsafe(12))
     services = _start_services(var, env)
+    if s3:
+        services += _start_s3(var, env)
     children: list[subprocess.Popen[bytes]] = []
     try:
         settings = Settings.from_env(env)

@@ -19,17 +19,29 @@ async def test_ready_reports_every_dependency(client):
     assert response.status == 200 and body["status"] == "ok"
     assert body["checks"]["database"]["status"] == "up" and body["checks"]["redis"]["status"] == "up"
     assert body["checks"]["replicas"] == []
-    assert body["checks"]["worker"]["status"] == "down"  # no worker runs in this test
+    assert body["checks"]["worker"] == {"status": "down", "error": "LookupError", "alive": 0}  # no worker runs here
+    assert body["checks"]["storage"]["status"] == "up"
 
 
-async def test_ready_sees_a_worker_heartbeat(client, settings):
+async def test_ready_counts_live_worker_heartbeats(client, settings):
+    import time
+
     from redis.asyncio import Redis
 
+    from shared import workers
+
     redis = Redis.from_url(settings.redis_url)
-    await redis.set("arq:queue:health-check", b"j_complete=0", ex=60)
-    await redis.aclose()
-    body = await (await client.get("/ready")).json()
-    assert body["checks"]["worker"]["status"] == "up"
+    try:
+        await workers.beat(redis, "host-1-aaa")
+        await workers.beat(redis, "host-2-bbb")
+        await workers.beat(redis, "host-3-dead", now=time.time() - 3600)  # killed long ago: expired
+        body = await (await client.get("/ready")).json()
+        assert body["checks"]["worker"]["status"] == "up" and body["checks"]["worker"]["alive"] == 2
+        await workers.forget(redis, "host-1-aaa")  # one clean stop leaves the other listed
+        body = await (await client.get("/ready")).json()
+        assert body["checks"]["worker"]["alive"] == 1
+    finally:
+        await redis.aclose()
 
 
 async def test_ready_is_503_when_redis_is_down(aiohttp_client, settings):

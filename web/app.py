@@ -12,8 +12,9 @@ from redis.asyncio import ConnectionPool
 
 from shared.config import Settings
 from shared.db import Database
+from shared.storage import storage_from_settings
 from web import middlewares, routes
-from web.keys import ARQ, DB, REDIS, SETTINGS
+from web.keys import ARQ, DB, REDIS, SETTINGS, STORAGE
 from web.request import MAX_BODY
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -38,6 +39,20 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     await pool.aclose()
 
 
+async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
+    # Checked at start: a missing bucket or refused credentials stop the process with a clear
+    # StorageError (shared/cli.py prints it), rather than failing every download later.
+    storage = storage_from_settings(app[SETTINGS])
+    try:
+        await storage.check()
+    except BaseException:
+        await storage.close()
+        raise
+    app[STORAGE] = storage
+    yield
+    await storage.close()
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=MAX_BODY,
@@ -46,6 +61,6 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader([TEMPLATES / "pages", TEMPLATES]), autoescape=True)
-    app.cleanup_ctx.extend([db_ctx, redis_ctx])
+    app.cleanup_ctx.extend([db_ctx, redis_ctx, storage_ctx])
     routes.setup_routes(app)
     return app

@@ -25,6 +25,8 @@ from typing import Any, Awaitable, Callable
 
 import asyncpg
 from arq import Retry
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import HTTPClientError
 from redis.exceptions import RedisError
 
 from shared import exports
@@ -35,8 +37,11 @@ from shared.storage import Storage, storage_from_settings
 
 logger = logging.getLogger("app.worker.jobs")
 
-HEARTBEAT = 5.0  # seconds between beats of a live run
-LEASE = timedelta(seconds=60)  # a run silent this long is dead: its job may be claimed again
+HEARTBEAT = 3.0  # seconds between beats of a live run
+# A run silent this long is dead: its job may be claimed again. Five missed beats: a slow database
+# or a busy machine does not trigger a takeover (and if it does, the claim token keeps it harmless),
+# while a SIGKILLed worker's job is picked up within LEASE + the sweeper's interval (cleanup.py).
+LEASE = timedelta(seconds=15)
 # Seconds to wait after the 1st, 2nd... transient failure; after the last one the job is 'failed'.
 BACKOFF = (5, 30, 120, 600)
 MAX_ATTEMPTS = len(BACKOFF) + 1
@@ -78,7 +83,7 @@ WHERE id = $1 AND attempts = $2 AND status = 'running'
 """
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    OSError, asyncio.TimeoutError, RedisError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+    OSError, asyncio.TimeoutError, RedisError, BotoConnectionError, HTTPClientError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
     asyncpg.InsufficientResourcesError, asyncpg.OperatorInterventionError, asyncpg.SerializationError,
     asyncpg.DeadlockDetectedError,
 )
