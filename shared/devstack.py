@@ -348,8 +348,9 @@ class S3Server:
             pass
 
     def require_auth(self) -> None:
-        urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset-auth", data=b"0",
-                                                      method="POST"), timeout=5).read()
+        request = urllib.request.Request(f"{self.url}/moto-api/reset-auth", data=b"0", method="POST",
+                                         headers={"Content-Type": "text/plain"})  # a form body would be eaten
+        urllib.request.urlopen(request, timeout=5).read()
 
     def _answers(self) -> bool:
         try:

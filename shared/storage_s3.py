@@ -41,10 +41,10 @@ def _code(exc: ClientError) -> str:
 
 
 class S3Storage(Storage):
-    def __init__(self, config: S3Config, *, part_size: int = PART_SIZE) -> None:
+    def __init__(self, config: S3Config, *, part_size: int | None = None) -> None:
         self.config = config
         self.bucket = config.bucket
-        self.part_size = part_size
+        self.part_size = part_size or PART_SIZE
         self._client: Any = None
         self._context: Any = None
         self._lock = asyncio.Lock()
