@@ -227,3 +227,16 @@ def test_the_processes_exit_at_start_with_the_storage_error(role: str, stack: An
     assert proc.returncode == 2, proc.stderr
     assert "export storage error: bucket 'no-such-bucket' does not exist" in proc.stderr
 
+
+
+async def test_a_pdf_export_is_rendered_into_the_bucket(aiohttp_client: Any, s3_settings: Settings,
+                                                        s3_server: S3Server, make_user: Any,
+                                                        db: asyncpg.Connection) -> None:
+    client = await aiohttp_client(create_app(s3_settings))
+    user = await make_user()
+    await seed_many(db, user.id, 50)
+    job = await create_job(client, user, format="pdf")
+    await run_jobs(s3_settings)
+    body = await download(client, user, await fetch_job(client, user, job))
+    assert body.startswith(b"%PDF-") and body.rstrip().endswith(b"%%EOF")
+    assert list(objects(s3_server, s3_settings.s3.bucket).values()) == [len(body)]
