@@ -25,7 +25,8 @@ logger = logging.getLogger("app.worker.cleanup")
 SWEEP_JOB_NAME = "sweep_jobs"
 CLEANUP_JOB_NAME = "cleanup_exports"
 # How long a fresh row may wait for its first run (enqueued right after the commit) before we step in.
-GRACE = timedelta(seconds=60)
+# Rows whose arq entry is still queued are skipped anyway; this only covers lost enqueues (Redis was down).
+GRACE = timedelta(seconds=20)
 SWEEP_BATCH = 200
 # With runner.LEASE (15 s), a killed worker's job is re-enqueued at most ~20 s after its last beat.
 # One indexed query per tick, run by one worker (unique cron).
