@@ -309,8 +309,8 @@ class S3Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> None:
-        found = shutil.which("moto_server")
-        command = [found] if found else [sys.executable, "-m", "moto.server"]
+        moto = shutil.which("moto_server")
+        command = [moto] if moto else [sys.executable, "-m", "moto.server"]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen([*command, "-H", "127.0.0.1", "-p", str(self.port)], stdin=subprocess.DEVNULL,
@@ -322,15 +322,7 @@ class S3Server:
                 raise DevStackError(f"moto_server did not answer on port {self.port}:\n{_tail(self.log_path)}")
             time.sleep(0.1)
 
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    stop = RedisServer.stop  # the same: terminate, wait, kill if need be
 
     def client(self) -> Any:
         """A synchronous botocore S3 client for arranging and inspecting (botocore comes with aiobotocore)."""
@@ -341,11 +333,7 @@ class S3Server:
             aws_secret_access_key="test")
 
     def create_bucket(self, name: str) -> None:
-        client = self.client()
-        try:
-            client.create_bucket(Bucket=name)
-        except client.exceptions.BucketAlreadyOwnedByYou:
-            pass
+        self.client().create_bucket(Bucket=name)  # moto (like us-east-1) accepts an existing bucket of ours
 
     def require_auth(self) -> None:
         request = urllib.request.Request(f"{self.url}/moto-api/reset-auth", data=b"0", method="POST",
