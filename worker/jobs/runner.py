@@ -138,7 +138,7 @@ Work = Callable[[dict[str, Any], JobRun], Awaitable[Output]]
 
 
 def storage(ctx: dict[str, Any]) -> Storage:
-    """The worker's storage backend, made on first use (it holds no connections)."""
+    """The worker's storage backend: opened and checked by worker startup; made here for a bare ctx (tests)."""
     if "storage" not in ctx:
         ctx["storage"] = storage_from_settings(ctx["settings"])
     return ctx["storage"]
