@@ -114,12 +114,14 @@ async def test_a_killed_workers_job_is_finished_by_another_running_worker_within
     await db.execute("UPDATE tasks SET due_at = NULL")  # with cron on, due tasks would mean reminder mails
     job = await create_job(client, user, format="csv")
     log_a, log_b = tmp_path / "worker-a.log", tmp_path / "worker-b.log"
-    first = start_worker_process(stack, settings, log_a, WORKER_CRON="1")
+    # Batches of 10 rows: the first worker's export lasts long enough for the second to start beside it.
+    first = start_worker_process(stack, settings, log_a, WORKER_CRON="1", EXPORT_BATCH_ROWS="10")
     second = None
     try:
         await wait_until_mid_export(db, job["id"], first, log_a)
         second = start_worker_process(stack, settings, log_b, WORKER_CRON="1")
         await wait_for_workers(arq_redis, 2, [first, second])
+        assert (await job_row(db, job["id"]))["status"] == "running", log_a.read_text()
         first.send_signal(signal.SIGKILL)
         assert first.wait(timeout=10) == -signal.SIGKILL
         killed_at, claimed_after = time.monotonic(), None
