@@ -206,3 +206,20 @@ async def test_postgres_connections_killed_mid_export_the_job_retries(export_cli
     assert (done["status"], done["row_count"], done["error"]) == ("succeeded", ROWS, None)
     assert done["attempts"] == 2  # the cut-off run released the job, the retry finished it
     assert len(stack.smtp.messages()) == 1 and await db.fetchval("SELECT count(*) FROM email_outbox") == 1
+
+
+def test_an_error_raised_while_handling_a_dropped_connection_counts_as_transient() -> None:
+    from worker.jobs.runner import is_transient
+
+    def rollback_after_drop() -> None:
+        try:
+            raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+        except asyncpg.ConnectionDoesNotExistError:
+            # What asyncpg's transaction __aexit__ raises when it tries to roll back on the dead connection.
+            raise asyncpg.InternalClientError("cannot switch to state 15; another operation (2) is in progress")
+
+    with pytest.raises(asyncpg.InternalClientError) as info:
+        rollback_after_drop()
+    assert is_transient(info.value)
+    assert not is_transient(asyncpg.InternalClientError("a bug of ours"))
+    assert not is_transient(ValueError("bad data"))

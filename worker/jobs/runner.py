@@ -89,6 +89,23 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def is_transient(exc: BaseException) -> bool:
+    """A transient error, or one raised while handling one.
+
+    When PostgreSQL drops a connection mid-transaction, asyncpg's rollback on the way out raises
+    InternalClientError ("another operation is in progress") with the ConnectionDoesNotExistError as
+    its context: the cause, not the last symptom, decides.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, TRANSIENT_ERRORS):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 class JobFailed(Exception):
     """A permanent failure; the message is shown to the user as the job's ``error``."""
 
@@ -232,7 +249,7 @@ async def _failed_run(pool: asyncpg.Pool, run: JobRun, exc: Exception, seconds: 
     if isinstance(exc, JobFailed):
         logger.warning("job %s failed after %.2fs: %s", job_id, seconds, exc)
         return await _fail(pool, run, str(exc))
-    if not isinstance(exc, TRANSIENT_ERRORS):
+    if not is_transient(exc):
         logger.exception("job %s failed permanently after %.2fs", job_id, seconds, exc_info=exc)
         reference = request_id_var.get()
         return await _fail(pool, run, f"An unexpected error stopped this job (reference {reference}).")
