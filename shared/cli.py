@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 from shared.config import ConfigError, Settings, load_dotenv_file
 from shared.logs import configure_logging
@@ -23,16 +24,31 @@ def load_settings() -> Settings:
     return settings
 
 
+@contextmanager
+def storage_errors_exit() -> Iterator[None]:
+    """EXPORT_STORAGE that cannot work (no bucket, refused credentials) stops web and worker at start: exit 2."""
+    from shared.storage import StorageError
+
+    try:
+        yield
+    except StorageError as exc:
+        print(f"taskdeck: export storage error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def cmd_web(args: argparse.Namespace) -> None:
     from web.serve import serve
 
-    serve(load_settings(), host=args.host, port=args.port, procs=args.procs, reuse_port=args.reuse_port)
+    with storage_errors_exit():
+        serve(load_settings(), host=args.host, port=args.port, procs=args.procs, reuse_port=args.reuse_port)
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
     from worker.settings import run_worker_process
 
-    run_worker_process(load_settings())
+    settings = load_settings()
+    with storage_errors_exit():
+        run_worker_process(settings)
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
@@ -57,7 +73,8 @@ def cmd_create_admin(args: argparse.Namespace) -> None:
 def cmd_dev(args: argparse.Namespace) -> None:
     from shared.dev import Topology, run_dev
 
-    topology = Topology(replica=args.replica, web_procs=args.web_procs, worker_procs=args.worker_procs)
+    topology = Topology(replica=args.replica, web_procs=args.web_procs, worker_procs=args.worker_procs,
+                        s3=args.s3)
     raise SystemExit(run_dev(host=args.host, port=args.port, var_dir=args.var, topology=topology))
 
 
@@ -92,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--replica", action="store_true", help="add an embedded streaming replica for reads")
     dev.add_argument("--web-procs", type=_positive, default=1, help="web processes on the one port")
     dev.add_argument("--worker-procs", type=_positive, default=1, help="arq worker processes")
+    # --s3 (issue 9, exports on S3): an embedded moto endpoint unless EXPORT_STORAGE is already s3://...
+    dev.add_argument("--s3", action="store_true", help="store exports on an embedded S3 endpoint (moto)")
     dev.set_defaults(func=cmd_dev)
     return parser
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
@@ -50,6 +50,18 @@ class SmtpConfig:
 
 
 @dataclass(frozen=True)
+class S3Config:
+    """``EXPORT_STORAGE=s3://bucket/prefix`` plus the standard AWS variables (shared/storage_s3.py)."""
+
+    bucket: str
+    prefix: str = ""
+    region: str = "us-east-1"
+    endpoint_url: str | None = None  # MinIO, R2, Ceph...; None: AWS itself
+    access_key_id: str | None = None  # None: botocore's own chain (instance profile, IRSA...)
+    secret_access_key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str
     redis_url: str
@@ -83,6 +95,7 @@ class Settings:
     worker_metrics_port: int = 0
     database_pooler: str = "none"
     replica_max_lag_seconds: int = 5
+    s3: S3Config | None = None  # set when export_storage is s3://...
 
     @property
     def is_development(self) -> bool:
@@ -130,6 +143,7 @@ class Settings:
             database_pooler=reader.choice("DATABASE_POOLER", POOLERS, cls.database_pooler),
             replica_max_lag_seconds=reader.integer("REPLICA_MAX_LAG_SECONDS", cls.replica_max_lag_seconds, 0, 3600),
         )
+        settings = settings.with_(s3=reader.s3(settings.export_storage))
         if reader.problems:
             raise ConfigError(reader.problems)
         return settings
@@ -251,12 +265,39 @@ class _Reader:
 
     def storage(self, name: str, default: str) -> str:
         def parse(raw: str) -> str:
-            if "://" in raw:
-                # The storage interface (shared/storage.py) is ready for an S3 backend, but none ships
-                # yet: refusing at start beats failing every export at run time.
-                raise ValueError("only a directory is supported in this version; s3:// is not implemented yet")
+            if raw.startswith("s3://"):
+                _split_s3(raw)
+            elif "://" in raw:
+                raise ValueError(f"scheme {raw.split('://', 1)[0]!r} is not supported")
             return raw
-        return str(self._check(name, default, parse, "a directory path"))
+        return str(self._check(name, default, parse, "a directory path or s3://bucket[/prefix]"))
+
+    def s3(self, storage: str) -> S3Config | None:
+        """The AWS variables, read only when EXPORT_STORAGE is an s3:// URL (a bad one is already reported)."""
+        try:
+            bucket, prefix = _split_s3(storage)
+        except ValueError:
+            return None
+        key_id, secret = self._get("AWS_ACCESS_KEY_ID"), self._get("AWS_SECRET_ACCESS_KEY")
+        if (key_id is None) != (secret is None):
+            self.problems.append("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY go together: set both, or neither "
+                                 "(then botocore's own credential chain is used)")
+        endpoint = self._get("AWS_ENDPOINT_URL")
+        if endpoint is not None:
+            endpoint = self.url("AWS_ENDPOINT_URL", ("http", "https"))
+        return S3Config(bucket=bucket, prefix=prefix, region=self.text("AWS_REGION", S3Config.region),
+                        endpoint_url=endpoint or None, access_key_id=key_id, secret_access_key=secret)
+
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def _split_s3(raw: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix`` -> ("bucket", "some/prefix")."""
+    bucket, _, prefix = raw.removeprefix("s3://").partition("/")
+    if not _BUCKET.match(bucket):
+        raise ValueError("bucket names are 3-63 lowercase letters, digits, dots and hyphens")
+    return bucket, prefix.strip("/")
 
 
 def _parse_url(raw: str, schemes: tuple[str, ...]) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 from shared.bootstrap import create_admin
 from shared.config import ConfigError, Settings, load_dotenv_file, redact
-from shared.devstack import PostgresServer, RedisServer, SmtpSink
+from shared.devstack import PostgresServer, RedisServer, S3Server, SmtpSink
 from shared.migrate import migrate
 
 DEV_ADMIN_EMAIL = "admin@taskdeck.localhost"
@@ -42,6 +42,7 @@ class Topology:
     replica: bool = False  # an embedded streaming replica of the embedded primary
     web_procs: int = 1
     worker_procs: int = 1
+    s3: bool = False  # exports on an embedded S3 endpoint (moto), unless EXPORT_STORAGE is s3:// already
 
 
 def _start_services(var: Path, env: dict[str, str], topology: Topology) -> list[Any]:
@@ -68,6 +69,27 @@ def _start_services(var: Path, env: dict[str, str], topology: Topology) -> list[
         started.append(smtp)
         env["SMTP_URL"] = smtp.url
     return started
+
+
+# --- `--s3` (issue 9): exports on an S3-compatible endpoint ------------------------------------
+DEV_BUCKET = "taskdeck-exports"
+
+
+def _start_s3(var: Path, env: dict[str, str]) -> list[Any]:
+    """An embedded moto endpoint with a bucket, and EXPORT_STORAGE/AWS_* pointing at it.
+
+    An EXPORT_STORAGE that is already s3://... (a real MinIO or bucket) is used as it is. moto keeps
+    objects in memory: exports made under --s3 are gone after a restart (their rows then answer 410).
+    """
+    if os.environ.get("EXPORT_STORAGE", "").startswith("s3://"):
+        return []
+    server = S3Server(var / "s3.log")
+    server.start()
+    server.create_bucket(DEV_BUCKET)
+    env.update(EXPORT_STORAGE=f"s3://{DEV_BUCKET}/exports", AWS_ENDPOINT_URL=server.url, AWS_REGION="us-east-1",
+               AWS_ACCESS_KEY_ID="dev", AWS_SECRET_ACCESS_KEY="dev")
+    return [server]
+# --- end of --s3 ------------------------------------------------------------------------------
 
 
 def _spawn(role: str, env: dict[str, str], *extra: str) -> subprocess.Popen[bytes]:
@@ -109,6 +131,8 @@ def _banner(host: str, port: int, env: dict[str, str], admin_password: str, var:
         f"  web       {topology.web_procs} process(es) on port {port}, pid {web.pid}"
         + (" (gunicorn arbiter)" if topology.web_procs > 1 else ""),
         f"  workers   {len(workers)} arq process(es), pid {', '.join(str(w.pid) for w in workers)}",
+        f"  exports   {redact('', env['EXPORT_STORAGE'])}"
+        + (f" at {env['AWS_ENDPOINT_URL']}" if env.get("AWS_ENDPOINT_URL") else ""),
         f"  admin     {DEV_ADMIN_EMAIL} / {admin_password}", "",
     ]
     return "\n".join(lines)
@@ -133,6 +157,8 @@ def run_dev(host: str = "127.0.0.1", port: int = 8080, var_dir: str = "var", top
               "DATABASE_REPLICA_URLS at your own replica instead", file=sys.stderr)
         return 2
     services = _start_services(var, env, topology)
+    if topology.s3:
+        services += _start_s3(var, env)
     children: list[subprocess.Popen[bytes]] = []
     try:
         settings = Settings.from_env(env)

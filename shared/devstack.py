@@ -25,14 +25,16 @@ import stat
 import subprocess
 import tempfile
 import threading
+import sys
 import time
+import urllib.request
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Coroutine
 
 import asyncpg
 
-__all__ = ["DevStackError", "PostgresServer", "RedisServer", "SmtpSink", "free_port"]
+__all__ = ["DevStackError", "PostgresServer", "RedisServer", "S3Server", "SmtpSink", "free_port"]
 
 
 class DevStackError(RuntimeError):
@@ -291,6 +293,62 @@ class RedisServer:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
                 s.sendall(b"PING\r\n")
                 return s.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+
+class S3Server:
+    """An S3-compatible HTTP endpoint from moto's server mode (`moto[server]`), in memory, any credentials.
+
+    For `taskdeck dev --s3` and the tests: S3 is the one dependency that is truly outside, so this is
+    the one stand-in. ``require_auth`` makes it check signatures (every key is then unknown to it).
+    """
+
+    def __init__(self, log_path: Path, port: int | None = None) -> None:
+        self.log_path = Path(log_path).absolute()
+        self.port = port if port is not None else free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        moto = shutil.which("moto_server")
+        command = [moto] if moto else [sys.executable, "-m", "moto.server"]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen([*command, "-H", "127.0.0.1", "-p", str(self.port)], stdin=subprocess.DEVNULL,
+                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not self._answers():
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise DevStackError(f"moto_server did not answer on port {self.port}:\n{_tail(self.log_path)}")
+            time.sleep(0.1)
+
+    stop = RedisServer.stop  # the same: terminate, wait, kill if need be
+
+    def client(self) -> Any:
+        """A synchronous botocore S3 client for arranging and inspecting (botocore comes with aiobotocore)."""
+        import botocore.session
+
+        return botocore.session.get_session().create_client(
+            "s3", endpoint_url=self.url, region_name="us-east-1", aws_access_key_id="test",
+            aws_secret_access_key="test")
+
+    def create_bucket(self, name: str) -> None:
+        self.client().create_bucket(Bucket=name)  # moto (like us-east-1) accepts an existing bucket of ours
+
+    def require_auth(self) -> None:
+        request = urllib.request.Request(f"{self.url}/moto-api/reset-auth", data=b"0", method="POST",
+                                         headers={"Content-Type": "text/plain"})  # a form body would be eaten
+        urllib.request.urlopen(request, timeout=5).read()
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/moto-api/data.json", timeout=1) as response:
+                return bool(response.status == 200)
         except OSError:
             return False
 

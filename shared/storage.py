@@ -1,13 +1,13 @@
 """Where finished export and report files live, behind a small interface.
 
-``DirectoryStorage`` (``EXPORT_STORAGE=/some/dir``, default ``./var/exports``) is the backend today; web
-and worker must see the same directory (one host, or a shared volume). An S3-compatible backend can
-implement the same five methods later: ``create`` would spool to a local temporary file and upload it
-on commit, ``local_path`` would return None and downloads would use ``chunks``.
+Two backends:
 
-A file is written under a temporary name and renamed to its key only once it is complete, so a reader
-never sees half a file, and a worker killed mid-write leaves only a ``.part`` file that the next
-attempt (or the cleanup cron) deletes.
+- ``DirectoryStorage`` (``EXPORT_STORAGE=/some/dir``, default ``./var/exports``): web and worker must see
+  the same directory (one host, or a shared volume). A file is written under a temporary name and
+  renamed to its key only once it is complete, so a reader never sees half a file, and a worker killed
+  mid-write leaves only a ``.part`` file that the next attempt (or the cleanup cron) deletes.
+- ``S3Storage`` (``EXPORT_STORAGE=s3://bucket/prefix``, shared/storage_s3.py): a multipart upload streamed
+  part by part; the object exists only once the upload is completed (docs/exports.md).
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator, BinaryIO
 
@@ -27,6 +28,12 @@ PARTIAL_SUFFIX = ".part"
 CHUNK_SIZE = 256 * 1024
 # Keys are made by our code, never by users; still, refuse anything that could leave the root.
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
+
+
+def validate_key(key: str) -> str:
+    if not _KEY.match(key) or ".." in key.split("/"):
+        raise ValueError(f"invalid storage key {key!r}")
+    return key
 
 
 class PendingFile:
@@ -41,7 +48,33 @@ class PendingFile:
         await asyncio.to_thread(self.file.write, data)
 
 
+class StorageError(Exception):
+    """The storage cannot be used as configured (no such bucket, credentials refused, unreachable)."""
+
+
+@dataclass
+class Download:
+    """An open stored file: its size, and its bytes to be read once (then ``close``)."""
+
+    size: int
+    chunks: AsyncIterator[bytes]
+
+    async def close(self) -> None:
+        await self.chunks.aclose()  # type: ignore[attr-defined]
+
+
 class Storage(ABC):
+    async def check(self) -> None:
+        """Raise StorageError unless files can be stored; at start-up and on every /ready."""
+
+    async def close(self) -> None:
+        """Release connections (the S3 client); the storage may not be used afterwards."""
+
+    async def open_download(self, key: str) -> Download | None:
+        """The file at ``key`` for streaming to a client, None when there is no such file."""
+        size = await self.size(key)
+        return None if size is None else Download(size, self.chunks(key))
+
     @abstractmethod
     def create(self, key: str) -> AbstractAsyncContextManager[PendingFile]:
         """``async with storage.create(key) as pending:`` write, and on a clean exit the file appears at ``key``.
@@ -75,10 +108,18 @@ class DirectoryStorage(Storage):
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
 
+    async def check(self) -> None:
+        def writable() -> None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if not os.access(self.root, os.W_OK | os.X_OK):
+                raise PermissionError(f"{self.root} is not writable")
+        try:
+            await asyncio.to_thread(writable)
+        except OSError as exc:
+            raise StorageError(f"export directory {self.root}: {exc}") from exc
+
     def _path(self, key: str) -> Path:
-        if not _KEY.match(key) or ".." in key.split("/"):
-            raise ValueError(f"invalid storage key {key!r}")
-        return self.root / key
+        return self.root / validate_key(key)
 
     @asynccontextmanager
     async def create(self, key: str) -> AsyncIterator[PendingFile]:  # type: ignore[override]
@@ -147,6 +188,9 @@ def _discard_partials(base: Path, cutoff: float) -> int:
 
 
 def storage_from_settings(settings: Settings) -> Storage:
-    """The backend ``EXPORT_STORAGE`` names. No I/O: the directory is created on the first write."""
-    # Settings refuse anything but a directory until an S3 backend implements Storage.
+    """The backend ``EXPORT_STORAGE`` names. No I/O: connections are opened on first use; ``check`` verifies."""
+    if settings.s3 is not None:
+        from shared.storage_s3 import S3Storage  # aiobotocore is imported only by deployments that use it
+
+        return S3Storage(settings.s3)
     return DirectoryStorage(settings.export_storage)

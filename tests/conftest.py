@@ -16,9 +16,9 @@ from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 from redis.asyncio import Redis
 
-from shared.config import Settings, SmtpConfig
+from shared.config import S3Config, Settings, SmtpConfig
 from shared.db import Database
-from shared.devstack import PostgresServer, RedisServer, SmtpSink
+from shared.devstack import PostgresServer, RedisServer, S3Server, SmtpSink
 from shared.migrate import migrate
 from tests.replica_helpers import set_apply_delay, wait_caught_up
 from web.app import create_app
@@ -76,6 +76,25 @@ def settings(stack: Stack, tmp_path: Path) -> Settings:
         rate_limits=False,
         max_active_jobs=1000,
     )
+
+
+@pytest.fixture(scope="session")
+def s3_server(stack: Stack) -> Iterator[S3Server]:
+    """A real S3 HTTP endpoint (moto's server mode), started on first use by the tests that need one."""
+    server = S3Server(stack.base / "moto.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_settings(settings: Settings, s3_server: S3Server) -> Settings:
+    """``settings`` with EXPORT_STORAGE=s3://<a fresh bucket>/exports on the session's S3 endpoint."""
+    bucket = f"test-{os.urandom(6).hex()}"
+    s3_server.create_bucket(bucket)
+    return settings.with_(export_storage=f"s3://{bucket}/exports", s3=S3Config(
+        bucket=bucket, prefix="exports", endpoint_url=s3_server.url, access_key_id="test",
+        secret_access_key="test"))
 
 
 @pytest.fixture(autouse=True)

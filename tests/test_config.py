@@ -135,7 +135,8 @@ def test_dev_banner_masks_real_server_passwords(tmp_path):
     from shared.dev import Topology, _banner
 
     env = {"DATABASE_URL": f"postgresql://u:{SECRET}@db/x", "REDIS_URL": f"redis://:{SECRET}@cache/0",
-           "SMTP_URL": f"smtp://mailer:{SECRET}@smtp.internal:587"}
+           "SMTP_URL": f"smtp://mailer:{SECRET}@smtp.internal:587",
+           "EXPORT_STORAGE": f"s3://AKIAEXAMPLE:{SECRET}@bucket/prefix"}
     env["DATABASE_REPLICA_URLS"] = f"postgresql://u:{SECRET}@replica/x"
     banner = _banner("127.0.0.1", 8080, env, "dev-admin-pw", tmp_path,
                      [SimpleNamespace(pid=101), SimpleNamespace(pid=102)], Topology())

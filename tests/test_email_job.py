@@ -268,14 +268,14 @@ async def test_a_running_worker_keeps_a_heartbeat_in_redis(settings: Settings, a
     task = asyncio.create_task(worker.async_run())
     try:
         for _ in range(100):
-            if await worker_heartbeat(arq_redis) is not None:
+            if await worker_heartbeat(arq_redis):
                 break
             await asyncio.sleep(0.05)
-        heartbeat = await worker_heartbeat(arq_redis)
-        assert heartbeat is not None and "j_complete=" in heartbeat
-        assert 0 < await arq_redis.pttl("arq:queue:health-check") <= 11_000
+        [(worker_id, heartbeat)] = (await worker_heartbeat(arq_redis)).items()
+        assert worker_id == worker.worker_id and "j_complete=" in heartbeat
+        assert 0 < await arq_redis.pttl(f"taskdeck:worker:{worker_id}") <= 11_000
     finally:
         await worker.close()
         await asyncio.gather(task, return_exceptions=True)
 
-    assert await worker_heartbeat(arq_redis) is None  # a clean stop says "down" at once
+    assert await worker_heartbeat(arq_redis) == {}  # a clean stop says "down" at once

@@ -1,16 +1,16 @@
 """A worker process SIGKILLed in the middle of an export: another worker finishes the job, once.
 
-One file, one email, and the dead worker's half-written temp file is gone. The two waits a real
-deployment would sit through (the dead run's LEASE, and arq's in-progress key outliving the job
-timeout) are skipped by moving the heartbeat back and deleting that key, as a clock would.
+One file, one email, and the dead worker's half-written temp file is gone. The first test skips the
+two waits a real deployment would sit through (the dead run's LEASE, and arq's in-progress key
+outliving the job timeout) by moving the heartbeat back and deleting that key, as a clock would; the
+second lets real time pass with two real worker processes and their cron sweeper.
 """
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +19,13 @@ import pytest
 from arq.connections import ArqRedis
 
 from shared.db import Database
-from tests.conftest import TEST_SECRET
+from shared.workers import live_workers
 from worker.jobs.cleanup import sweep_jobs
 
 from export_helpers import (create_job, download, fetch_job, job_app, job_row, parse_csv, run_jobs, run_worker_until,
                             seed_many)
-from worker_helpers import job_ctx
+from worker_helpers import job_ctx, start_worker_process
 
-ROOT = Path(__file__).resolve().parent.parent
 ROWS = 40_000
 READY_AND_MAILED = """
 SELECT j.status = 'succeeded' AND o.status = 'sent'
@@ -38,15 +37,6 @@ WHERE j.id = $1
 @pytest.fixture
 async def client(aiohttp_client: Any, settings: Any) -> Any:
     return await aiohttp_client(job_app(settings))
-
-
-def start_worker_process(stack: Any, settings: Any, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "TASKDECK_ENV": "test", "DATABASE_URL": stack.dsn, "REDIS_URL": settings.redis_url,
-           "SECRET_KEY": TEST_SECRET, "SMTP_URL": stack.smtp.url, "PUBLIC_URL": settings.public_url,
-           "EXPORT_STORAGE": settings.export_storage, "DB_POOL_MIN": "1", "EXPORT_BATCH_ROWS": "100"}
-    with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, str(ROOT / "tests" / "worker_process.py")], cwd=ROOT, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
 
 
 async def wait_until_mid_export(db: asyncpg.Connection, job_id: int, proc: subprocess.Popen[bytes],
@@ -105,3 +95,59 @@ async def test_killed_mid_export_then_finished_once(client: Any, make_user: Any,
     [mail] = stack.smtp.messages()
     assert mail["To"] == user.email
     assert await db.fetchval("SELECT count(*) FROM email_outbox") == 1
+
+
+async def wait_for_workers(redis: ArqRedis, count: int, procs: list[subprocess.Popen[bytes]]) -> dict[str, str]:
+    for _ in range(600):
+        assert all(proc.poll() is None for proc in procs)
+        if len(alive := await live_workers(redis)) == count:
+            return alive
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"expected {count} live workers, have {await live_workers(redis)}")
+
+
+async def test_a_killed_workers_job_is_finished_by_another_running_worker_within_30_s(
+        client: Any, make_user: Any, db: asyncpg.Connection, settings: Any, stack: Any, tmp_path: Path,
+        arq_redis: ArqRedis) -> None:
+    user = await make_user()
+    await seed_many(db, user.id, ROWS)
+    await db.execute("UPDATE tasks SET due_at = NULL")  # with cron on, due tasks would mean reminder mails
+    job = await create_job(client, user, format="csv")
+    log_a, log_b = tmp_path / "worker-a.log", tmp_path / "worker-b.log"
+    # Batches of 10 rows: the first worker's export lasts long enough for the second to start beside it.
+    first = start_worker_process(stack, settings, log_a, WORKER_CRON="1", EXPORT_BATCH_ROWS="10")
+    second = None
+    try:
+        await wait_until_mid_export(db, job["id"], first, log_a)
+        second = start_worker_process(stack, settings, log_b, WORKER_CRON="1")
+        await wait_for_workers(arq_redis, 2, [first, second])
+        assert (await job_row(db, job["id"]))["status"] == "running", log_a.read_text()
+        first.send_signal(signal.SIGKILL)
+        assert first.wait(timeout=10) == -signal.SIGKILL
+        killed_at, claimed_after = time.monotonic(), None
+        while True:
+            if claimed_after is None and await db.fetchval("SELECT attempts FROM jobs WHERE id = $1", job["id"]) > 1:
+                claimed_after = time.monotonic() - killed_at
+            if await db.fetchval(READY_AND_MAILED, job["id"]):
+                break
+            assert second.poll() is None, log_b.read_text()
+            assert time.monotonic() - killed_at < 120, log_b.read_text()
+            await asyncio.sleep(0.1)
+        finished_after = time.monotonic() - killed_at
+        print(f"SIGKILL recovery: claimed by the other worker after {claimed_after:.1f} s, "
+              f"finished and mailed after {finished_after:.1f} s")
+        # The lease (15 s) plus one sweeper tick (5 s) bound the takeover; the rest is the export itself.
+        assert claimed_after is not None and claimed_after < 30, log_b.read_text()
+        # The dead worker's heartbeat has expired by now; the live one is still listed.
+        assert len(await live_workers(arq_redis)) == 1
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=60)
+
+    done = await job_row(db, job["id"])
+    assert (done["status"], done["attempts"], done["row_count"]) == ("succeeded", 2, ROWS)
+    [final] = files_under(settings.export_storage)
+    assert final.stat().st_size == done["size_bytes"]
+    assert len(stack.smtp.messages()) == 1 and await db.fetchval("SELECT count(*) FROM email_outbox") == 1

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import ConfigError, Settings
+from shared.config import ConfigError, S3Config, Settings
 from shared.storage import PARTIAL_SUFFIX, DirectoryStorage, storage_from_settings
 
 
@@ -69,9 +69,27 @@ def test_backend_from_settings(settings: Settings) -> None:
     assert isinstance(storage_from_settings(settings), DirectoryStorage)
 
 
-def test_s3_storage_is_refused_at_start_not_at_run_time() -> None:
-    env = {"DATABASE_URL": "postgresql://h/d", "REDIS_URL": "redis://h", "SECRET_KEY": "k" * 40,
-           "EXPORT_STORAGE": "s3://bucket/prefix"}
+BASE_ENV = {"DATABASE_URL": "postgresql://h/d", "REDIS_URL": "redis://h", "SECRET_KEY": "k" * 40}
+
+
+def test_s3_storage_reads_the_aws_variables() -> None:
+    settings = Settings.from_env({**BASE_ENV, "EXPORT_STORAGE": "s3://my-bucket/some/prefix/",
+                                  "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "wJalr-secret",
+                                  "AWS_REGION": "eu-west-1", "AWS_ENDPOINT_URL": "http://minio:9000"})
+    assert settings.s3 == S3Config(bucket="my-bucket", prefix="some/prefix", region="eu-west-1",
+                                   endpoint_url="http://minio:9000", access_key_id="AKIDEXAMPLE",
+                                   secret_access_key="wJalr-secret")
+    assert "wJalr-secret" not in repr(settings.s3)
+    assert Settings.from_env(BASE_ENV).s3 is None
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"EXPORT_STORAGE": "s3://AB/x"}, "EXPORT_STORAGE=s3://AB/x is invalid"),
+    ({"EXPORT_STORAGE": "gs://bucket/x"}, "EXPORT_STORAGE=gs://bucket/x is invalid"),
+    ({"EXPORT_STORAGE": "s3://bucket", "AWS_ACCESS_KEY_ID": "only-the-id"}, "AWS_ACCESS_KEY_ID and"),
+    ({"EXPORT_STORAGE": "s3://bucket", "AWS_ENDPOINT_URL": "minio:9000"}, "AWS_ENDPOINT_URL=minio:9000 is invalid"),
+])
+def test_bad_s3_configuration_is_refused_at_start(env: dict[str, str], expected: str) -> None:
     with pytest.raises(ConfigError) as info:
-        Settings.from_env(env)
-    assert info.value.problems[0].startswith("EXPORT_STORAGE") and "not implemented" in info.value.problems[0]
+        Settings.from_env({**BASE_ENV, **env})
+    assert [p for p in info.value.problems if p.startswith(expected)], info.value.problems

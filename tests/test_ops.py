@@ -6,6 +6,9 @@ from openapi_spec_validator import validate
 from shared.devstack import free_port
 from web.app import create_app
 
+OPS_TOKEN = "ops-token-0123456789abcdef"
+OPS_HEADERS = {"Authorization": f"Bearer {OPS_TOKEN}"}
+
 
 async def test_health_answers_even_when_redis_is_gone(aiohttp_client, settings):
     client = await aiohttp_client(create_app(settings.with_(redis_url=f"redis://127.0.0.1:{free_port()}/0")))
@@ -13,23 +16,37 @@ async def test_health_answers_even_when_redis_is_gone(aiohttp_client, settings):
     assert response.status == 200 and await response.json() == {"status": "ok"}
 
 
-async def test_ready_reports_every_dependency(client):
-    response = await client.get("/ready")
+async def test_ready_reports_every_dependency(aiohttp_client, settings):
+    client = await aiohttp_client(create_app(settings.with_(metrics_token=OPS_TOKEN)))
+    response = await client.get("/ready", headers=OPS_HEADERS)
     body = await response.json()
     assert response.status == 200 and body["status"] == "ok"
     assert body["checks"]["database"]["status"] == "up" and body["checks"]["redis"]["status"] == "up"
     assert body["checks"]["replicas"] == []
-    assert body["checks"]["worker"]["status"] == "down"  # no worker runs in this test
+    assert body["checks"]["worker"] == {"status": "down", "error": "LookupError", "alive": 0}  # no worker runs here
+    assert body["checks"]["storage"]["status"] == "up"
 
 
-async def test_ready_sees_a_worker_heartbeat(client, settings):
+async def test_ready_counts_live_worker_heartbeats(aiohttp_client, settings):
+    import time
+
     from redis.asyncio import Redis
 
+    from shared import workers
+
     redis = Redis.from_url(settings.redis_url)
-    await redis.set("arq:queue:health-check", b"j_complete=0", ex=60)
-    await redis.aclose()
-    body = await (await client.get("/ready")).json()
-    assert body["checks"]["worker"]["status"] == "up"
+    try:
+        await workers.beat(redis, "host-1-aaa")
+        await workers.beat(redis, "host-2-bbb")
+        await workers.beat(redis, "host-3-dead", now=time.time() - 3600)  # killed long ago: expired
+        client = await aiohttp_client(create_app(settings.with_(metrics_token=OPS_TOKEN)))
+        body = await (await client.get("/ready", headers=OPS_HEADERS)).json()
+        assert body["checks"]["worker"]["status"] == "up" and body["checks"]["worker"]["alive"] == 2
+        await workers.forget(redis, "host-1-aaa")  # one clean stop leaves the other listed
+        body = await (await client.get("/ready", headers=OPS_HEADERS)).json()
+        assert body["checks"]["worker"]["alive"] == 1
+    finally:
+        await redis.aclose()
 
 
 async def test_ready_is_503_when_redis_is_down(aiohttp_client, settings):
@@ -87,7 +104,6 @@ async def test_docs_page_is_served_from_local_files_and_loads_the_one_document(c
         assert (await client.get(copy)).status == 404, copy
 
 
-OPS_TOKEN = "ops-token-0123456789abcdef"
 
 
 async def test_metrics_token_guards_metrics(aiohttp_client, settings):
@@ -108,7 +124,8 @@ async def test_ready_without_the_token_says_only_up_or_down(aiohttp_client, sett
     body = await response.json()
     assert response.status == 200
     assert body == {"status": "ok", "checks": {"database": {"status": "up"}, "replicas": [{"status": "up"}],
-                                               "redis": {"status": "up"}, "worker": {"status": "down"}}}
+                                               "redis": {"status": "up"}, "worker": {"status": "down"},
+                                               "storage": {"status": "up"}}}
     assert host not in await response.text()
     detailed = await (await client.get("/ready", headers={"Authorization": f"Bearer {OPS_TOKEN}"})).json()
     assert detailed["checks"]["replicas"][0]["name"] == "replica-0" and host not in str(detailed)

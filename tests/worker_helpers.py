@@ -1,7 +1,11 @@
 """Helpers for worker tests: real burst workers, real SMTP servers that refuse, rows in given states."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterator
 
 import asyncpg
@@ -12,6 +16,21 @@ from shared.db import Database
 from shared.devstack import free_port
 from shared.outbox import queue_email
 from worker.settings import build_worker
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start_worker_process(stack: Any, settings: Settings, log: Path, **env: str) -> subprocess.Popen[bytes]:
+    """A real worker process (tests/worker_process.py) on ``settings``' Redis and storage, logging to ``log``."""
+    from tests.conftest import TEST_SECRET
+
+    full_env = {**os.environ, "TASKDECK_ENV": "test", "DATABASE_URL": stack.dsn, "REDIS_URL": settings.redis_url,
+                "SECRET_KEY": TEST_SECRET, "SMTP_URL": stack.smtp.url, "PUBLIC_URL": settings.public_url,
+                "EXPORT_STORAGE": settings.export_storage, "DB_POOL_MIN": "1", "EXPORT_BATCH_ROWS": "100", **env}
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, str(ROOT / "tests" / "worker_process.py")], cwd=ROOT,
+                                env=full_env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def job_ctx(settings: Settings, db: Database, **extra: Any) -> dict[str, Any]:

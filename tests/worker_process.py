@@ -2,7 +2,8 @@
 same environment variables as `taskdeck worker` and the same WorkerSettings, with cron off.
 
 EXPORT_BATCH_ROWS shrinks the cursor batches so an export of a few thousand rows takes long enough to be
-killed in the middle; nothing else about the job changes.
+killed in the middle; nothing else about the job changes. WORKER_CRON=1 turns the cron jobs (the job
+sweeper) on; WORKER_SHUTDOWN_GRACE sets how long SIGTERM lets running jobs finish.
 """
 from __future__ import annotations
 
@@ -25,7 +26,10 @@ async def main() -> None:
     configure_logging(settings.log_level, settings.log_format)
     batch = int(os.environ.get("EXPORT_BATCH_ROWS", export_jobs.BATCH_ROWS))
     export_jobs.BATCH_ROWS = export_jobs.PROGRESS_EVERY = batch
-    worker = build_worker(settings, cron_jobs=None, poll_delay=0.05, handle_signals=True)
+    options = {} if os.environ.get("WORKER_CRON") == "1" else {"cron_jobs": None}
+    if "WORKER_SHUTDOWN_GRACE" in os.environ:
+        options["job_completion_wait"] = int(os.environ["WORKER_SHUTDOWN_GRACE"])
+    worker = build_worker(settings, poll_delay=0.05, handle_signals=True, **options)
     try:
         with contextlib.suppress(asyncio.CancelledError):
             await worker.async_run()

@@ -15,8 +15,9 @@ from shared import metrics, observe
 from shared.cache import FLUSH_INTERVAL, OwnerCache
 from shared.config import Settings
 from shared.db import Database
+from shared.storage import storage_from_settings
 from web import middlewares, ratelimit, routes, security_headers
-from web.keys import ARQ, CACHE, DB, REDIS, SETTINGS
+from web.keys import ARQ, CACHE, DB, REDIS, SETTINGS, STORAGE
 from web.request import MAX_BODY
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -39,6 +40,20 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     await client.aclose()
     await pool.aclose()
+
+
+async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
+    # Checked at start: a missing bucket or refused credentials stop the process with a clear
+    # StorageError (shared/cli.py prints it), rather than failing every download later.
+    storage = storage_from_settings(app[SETTINGS])
+    try:
+        await storage.check()
+    except BaseException:
+        await storage.close()
+        raise
+    app[STORAGE] = storage
+    yield
+    await storage.close()
 
 
 # --- protection and observability (issue 10) -------------------------------------------------------
@@ -72,7 +87,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=list(MIDDLEWARES))
     app[SETTINGS] = settings
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader([TEMPLATES / "pages", TEMPLATES]), autoescape=True)
-    app.cleanup_ctx.extend([db_ctx, redis_ctx, cache_ctx, sampler_ctx])
+    app.cleanup_ctx.extend([db_ctx, redis_ctx, storage_ctx, cache_ctx, sampler_ctx])
     ratelimit.setup(app)
     # Hardening (issue 13): security headers on every response; before the routes, which may add
     # trusted inline HTML (Swagger UI) to the policy.

@@ -8,12 +8,14 @@ from redis.asyncio import Redis
 from shared.cache import OwnerCache
 from shared.config import Settings
 from shared.db import Database
+from shared.storage import Storage
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", Database)
 REDIS = web.AppKey("redis", Redis)
 ARQ = web.AppKey("arq", ArqRedis)
 CACHE = web.AppKey("cache", OwnerCache)  # the task list first page and task stats
+STORAGE = web.AppKey("storage", Storage)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 AUTH = web.RequestKey("auth", object)  # the request's AuthContext once authenticated

@@ -14,13 +14,13 @@ from typing import Any
 
 from arq import Worker, cron, func
 from arq.connections import RedisSettings
-from arq.constants import default_queue_name, health_check_key_suffix
 from redis.asyncio import Redis
 
-from shared import jobs, metrics, observe
+from shared import jobs, metrics, observe, workers
 from shared.config import Settings
 from shared.db import Database
 from shared.logs import configure_logging
+from shared.storage import storage_from_settings
 from worker.jobs import accounts as account_jobs
 from worker.metrics_server import serve_metrics
 from worker.jobs import cleanup, housekeeping, reminders
@@ -28,19 +28,26 @@ from worker.jobs import exports as export_jobs
 from worker.jobs import reports as report_jobs
 from worker.jobs.email import MAX_ATTEMPTS, send_email
 from worker.jobs.outbox import RETENTION_JOB_NAME, SWEEP_JOB_NAME, outbox_retention, sweep_outbox
+from worker.resilient import ResilientWorker
 
 logger = logging.getLogger("app.worker")
 
-# Written by every live worker each HEALTH_CHECK_INTERVAL with a TTL one second longer, deleted on a
-# clean shutdown: its presence is what the web tier's /ready reports as "worker: up".
-HEALTH_CHECK_KEY = default_queue_name + health_check_key_suffix  # "arq:queue:health-check"
-HEALTH_CHECK_INTERVAL = 10
+# How long a stopping worker (SIGTERM) lets running jobs finish before handing them back (runner
+# releases the claim, arq re-queues the entry): inside Kubernetes' default 30 s grace period.
+SHUTDOWN_GRACE = 20
 # Shorter than worker.jobs.email.LEASE, so a job that is still running can never lose its claim.
 EMAIL_JOB_TIMEOUT = 120
 
 
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
+    store = storage_from_settings(settings)
+    try:
+        await store.check()  # a missing bucket or refused credentials: a clear StorageError now, not failed jobs later
+    except BaseException:
+        await store.close()
+        raise
+    ctx["storage"] = store
     ctx["db"] = await Database.connect(settings)
     ctx["sampler"] = observe.start(ctx["db"], ctx["redis"], worker=True)
     if settings.worker_metrics_port:
@@ -59,6 +66,9 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     db = ctx.pop("db", None)
     if db is not None:  # startup may have failed before the pools existed
         await db.close()
+    store = ctx.pop("storage", None)
+    if store is not None:
+        await store.close()
 
 
 class WorkerSettings:
@@ -88,16 +98,8 @@ class WorkerSettings:
     max_tries = 5
     max_jobs = 10
     keep_result = 3600
-    health_check_interval = HEALTH_CHECK_INTERVAL
-
-
-class _Worker(Worker):
-    async def close(self) -> None:
-        # arq 0.28 closes its pool with redis-py 5's deprecated close(); under the tests'
-        # filterwarnings=error that warning would abort the close and leak the pool.
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Call to deprecated close", category=DeprecationWarning)
-            await super().close()
+    health_check_interval = workers.HEARTBEAT_INTERVAL
+    job_completion_wait = SHUTDOWN_GRACE
 
 
 def build_worker(settings: Settings, **overrides: Any) -> Worker:
@@ -112,7 +114,7 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
     options.update(redis_settings=RedisSettings.from_dsn(settings.redis_url), ctx={"settings": settings},
                    handle_signals=False)
     options.update(overrides)
-    return _Worker(**options)
+    return ResilientWorker(**options)
 
 
 def run_worker_process(settings: Settings) -> None:
@@ -125,14 +127,14 @@ def run_worker_process(settings: Settings) -> None:
 async def _run(settings: Settings) -> None:
     worker = build_worker(settings, handle_signals=True)
     try:
-        # On SIGTERM arq cancels its main task (running jobs are re-run later by arq): a normal stop.
+        # SIGTERM: stop picking jobs, let running ones finish for SHUTDOWN_GRACE, then cancel the rest (the
+        # runner hands each back: status 'queued', and arq re-queues its entry), cancel the main task: exit 0.
         with contextlib.suppress(asyncio.CancelledError):
             await worker.async_run()
     finally:
         await worker.close()
 
 
-async def worker_heartbeat(redis: Redis) -> str | None:
-    """The latest heartbeat of any live worker (arq's health-check string), or None when none is running."""
-    value = await redis.get(HEALTH_CHECK_KEY)
-    return value.decode() if isinstance(value, bytes) else value
+async def worker_heartbeat(redis: Redis) -> dict[str, str]:
+    """Each live worker's id and latest health line; empty when none is running."""
+    return await workers.live_workers(redis)

@@ -9,10 +9,9 @@ from marshmallow import Schema, fields, pre_load, validate
 
 from shared import exports, idempotency, tasks
 from shared.errors import Gone
-from shared.storage import storage_from_settings
 from shared.task_export import DEFAULT_SORT, filters_to_params
 from web.auth import AuthContext, authenticate
-from web.keys import ARQ, DB, SETTINGS
+from web.keys import ARQ, DB, SETTINGS, STORAGE
 from web.openapi import api, ok
 from web.request import dumps, json_response, load_json, load_query, read_json
 from web.schemas import JsonBoolean, cursor_field, limit_field
@@ -113,17 +112,36 @@ async def visible_job(request: web.Request, kinds: tuple[str, ...]) -> asyncpg.R
 
 
 async def file_response(request: web.Request, job: asyncpg.Record) -> web.StreamResponse:
-    """The job's file as an attachment: 409 while not ready, 410 once expired (or already cleaned up)."""
+    """The job's file as an attachment: 409 while not ready, 410 once expired (or already cleaned up).
+
+    A directory backend is sent with sendfile; S3 is streamed through this process chunk by chunk
+    (constant memory), not redirected to a presigned URL: docs/exports.md says why.
+    """
     key = exports.check_downloadable(job)
-    storage = storage_from_settings(request.app[SETTINGS])
-    path = storage.local_path(key)
-    if path is None or await storage.size(key) is None:
-        raise Gone("The file is no longer available; request a new one")
-    return web.FileResponse(path, headers={
+    storage = request.app[STORAGE]
+    headers = {
         "Content-Type": exports.media_type(job), "Cache-Control": "private, no-store",
         "Content-Disposition": f'attachment; filename="{exports.download_name(job)}"',
         "X-Content-Type-Options": "nosniff",
-    })
+    }
+    path = storage.local_path(key)
+    if path is not None:
+        if await storage.size(key) is None:
+            raise Gone("The file is no longer available; request a new one")
+        return web.FileResponse(path, headers=headers)
+    download = await storage.open_download(key)
+    if download is None:
+        raise Gone("The file is no longer available; request a new one")
+    try:
+        response = web.StreamResponse(headers=headers)
+        response.content_length = download.size
+        await response.prepare(request)
+        async for chunk in download.chunks:
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+    finally:
+        await download.close()
 
 
 @api(tags=TAGS, auth="user", body=ExportCreateSchema, idempotent=True, responses={202: JOB_QUEUED})

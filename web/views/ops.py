@@ -8,21 +8,23 @@ from typing import Any, Awaitable
 from aiohttp import web
 from marshmallow import INCLUDE, Schema, fields, validate
 
+from shared.storage import StorageError
+from shared.workers import live_workers
 from web import metrics
-from web.keys import DB, REDIS
+from web.keys import DB, REDIS, STORAGE
 from web.ops_access import may_see_details, require_ops_token, strip_details
 from web.openapi import api, ok
 from web.request import json_response
 
 CHECK_TIMEOUT = 2.0
-# arq writes this key every `health_check_interval` while a worker runs (it expires if none does).
-WORKER_HEALTH_KEY = "arq:queue:health-check"
 
 
 async def _probe(check: Awaitable[Any]) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         await asyncio.wait_for(check, CHECK_TIMEOUT)
+    except StorageError as exc:  # its message is the point: which bucket, which problem (no secrets)
+        return {"status": "down", "error": type(exc).__name__, "detail": str(exc)[:300]}
     except Exception as exc:  # noqa: BLE001 - any failure means "down"; the reason is reported, not raised
         return {"status": "down", "error": type(exc).__name__}
     return {"status": "up", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
@@ -78,18 +80,24 @@ async def ready(request: web.Request) -> web.Response:
     A replica that is down or lagging does not make the process unready: reads then use the primary.
     """
     db, redis = request.app[DB], request.app[REDIS]
-    primary, redis_check, worker = await asyncio.gather(
+    alive: list[int] = []
+    primary, redis_check, worker, storage, *replicas = await asyncio.gather(
         _probe(db.write.fetchval("SELECT 1")),
         _probe(redis.ping()),
-        _probe(_worker_alive(redis)),
+        _probe(_count_workers(redis, alive)),
+        _probe(request.app[STORAGE].check()),
     )
     checks = {
         "database": primary,
         # From the background poller (shared/replicas.py), named by position: no host names here.
         "replicas": [replica.describe() for replica in db.replicas],
         "redis": redis_check,
-        "worker": worker,
+        # Each `taskdeck worker` keeps its own heartbeat key: how many are alive, not just "one is".
+        "worker": {**worker, "alive": alive[0] if alive else 0},
+        "storage": storage,
     }
+    # Storage is reported, not required (API.md: 200 iff primary and Redis answer): an S3 outage must
+    # not take every web process out of the load balancer, when only downloads need it.
     ok = primary["status"] == "up" and redis_check["status"] == "up"
     body = {"status": "ok" if ok else "unavailable", "checks": checks}
     # Hardening (issue 13): host names, latencies and counts only for the METRICS_TOKEN holder.
@@ -102,9 +110,11 @@ async def get_metrics(request: web.Request) -> web.Response:
     return await metrics.get_metrics(request)
 
 
-async def _worker_alive(redis: Any) -> None:
-    if not await redis.exists(WORKER_HEALTH_KEY):
+async def _count_workers(redis: Any, out: list[int]) -> None:
+    out.append(len(await live_workers(redis)))
+    if not out[0]:
         raise LookupError("no worker heartbeat")
+
 
 
 def setup_routes(app: web.Application) -> None:

@@ -1,6 +1,6 @@
 """Cron jobs that keep the job table and the export storage honest.
 
-- ``sweep_jobs`` (every minute): the job row is the outbox. Re-enqueue queued jobs whose queue entry
+- ``sweep_jobs`` (every SWEEP_EVERY seconds): the job row is the outbox. Re-enqueue queued jobs whose queue entry
   was lost (the web process died after the commit, Redis was down or flushed) and running jobs whose
   worker died (no heartbeat for LEASE). A duplicate run is harmless: the claim lets one through.
 - ``cleanup_exports`` (hourly): delete files past ``expires_at`` (downloads then answer 410), delete
@@ -25,8 +25,12 @@ logger = logging.getLogger("app.worker.cleanup")
 SWEEP_JOB_NAME = "sweep_jobs"
 CLEANUP_JOB_NAME = "cleanup_exports"
 # How long a fresh row may wait for its first run (enqueued right after the commit) before we step in.
-GRACE = timedelta(seconds=60)
+# Rows whose arq entry is still queued are skipped anyway; this only covers lost enqueues (Redis was down).
+GRACE = timedelta(seconds=20)
 SWEEP_BATCH = 200
+# With runner.LEASE (15 s), a killed worker's job is re-enqueued at most ~20 s after its last beat.
+# One indexed query per tick, run by one worker (unique cron).
+SWEEP_EVERY = 5
 CLEANUP_BATCH = 500
 # Expired rows stay this long so a download says 410 Gone (expired) rather than 404.
 ROW_GRACE = timedelta(days=7)
@@ -111,6 +115,6 @@ async def cleanup_exports(ctx: dict[str, Any]) -> dict[str, int]:
 
 CRON_JOBS = [
     # unique=True: one run per tick however many workers there are. Offset from the outbox sweep (:00).
-    cron(sweep_jobs, name=SWEEP_JOB_NAME, second=30, unique=True, timeout=60),
+    cron(sweep_jobs, name=SWEEP_JOB_NAME, second=set(range(2, 60, SWEEP_EVERY)), unique=True, timeout=60),
     cron(cleanup_exports, name=CLEANUP_JOB_NAME, minute=17, second=0, unique=True, timeout=600),
 ]

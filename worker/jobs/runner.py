@@ -25,6 +25,8 @@ from typing import Any, Awaitable, Callable
 
 import asyncpg
 from arq import Retry
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import HTTPClientError
 from redis.exceptions import RedisError
 
 from shared import exports, metrics
@@ -35,8 +37,11 @@ from shared.storage import Storage, storage_from_settings
 
 logger = logging.getLogger("app.worker.jobs")
 
-HEARTBEAT = 5.0  # seconds between beats of a live run
-LEASE = timedelta(seconds=60)  # a run silent this long is dead: its job may be claimed again
+HEARTBEAT = 3.0  # seconds between beats of a live run
+# A run silent this long is dead: its job may be claimed again. Five missed beats: a slow database
+# or a busy machine does not trigger a takeover (and if it does, the claim token keeps it harmless),
+# while a SIGKILLed worker's job is picked up within LEASE + the sweeper's interval (cleanup.py).
+LEASE = timedelta(seconds=15)
 # Seconds to wait after the 1st, 2nd... transient failure; after the last one the job is 'failed'.
 BACKOFF = (5, 30, 120, 600)
 MAX_ATTEMPTS = len(BACKOFF) + 1
@@ -78,10 +83,27 @@ WHERE id = $1 AND attempts = $2 AND status = 'running'
 """
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    OSError, asyncio.TimeoutError, RedisError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+    OSError, asyncio.TimeoutError, RedisError, BotoConnectionError, HTTPClientError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
     asyncpg.InsufficientResourcesError, asyncpg.OperatorInterventionError, asyncpg.SerializationError,
     asyncpg.DeadlockDetectedError,
 )
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A transient error, or one raised while handling one.
+
+    When PostgreSQL drops a connection mid-transaction, asyncpg's rollback on the way out raises
+    InternalClientError ("another operation is in progress") with the ConnectionDoesNotExistError as
+    its context: the cause, not the last symptom, decides.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, TRANSIENT_ERRORS):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 class JobFailed(Exception):
@@ -133,7 +155,7 @@ Work = Callable[[dict[str, Any], JobRun], Awaitable[Output]]
 
 
 def storage(ctx: dict[str, Any]) -> Storage:
-    """The worker's storage backend, made on first use (it holds no connections)."""
+    """The worker's storage backend: opened and checked by worker startup; made here for a bare ctx (tests)."""
     if "storage" not in ctx:
         ctx["storage"] = storage_from_settings(ctx["settings"])
     return ctx["storage"]
@@ -238,7 +260,7 @@ async def _failed_run(pool: asyncpg.Pool, run: JobRun, exc: Exception, seconds: 
     if isinstance(exc, JobFailed):
         logger.warning("job %s failed after %.2fs: %s", job_id, seconds, exc)
         return await _fail(pool, run, str(exc))
-    if not isinstance(exc, TRANSIENT_ERRORS):
+    if not is_transient(exc):
         logger.exception("job %s failed permanently after %.2fs", job_id, seconds, exc_info=exc)
         reference = request_id_var.get()
         return await _fail(pool, run, f"An unexpected error stopped this job (reference {reference}).")
