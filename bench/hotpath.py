@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import secrets
 import shutil
 import statistics
@@ -98,7 +99,7 @@ def wrk(url: str, method: str = "GET", body: Any = None, token: str | None = Non
                                    auth=f'wrk.headers["Authorization"] = {json.dumps("Bearer " + token)}'
                                    if token else ""))
     script.close()
-    process = subprocess.Popen(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout}s",
+    process = subprocess.Popen(["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", f"--timeout={timeout}s",
                                 "-s", script.name, url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     process.script = script.name  # type: ignore[attr-defined]
     return process
@@ -252,6 +253,33 @@ def fmt(results: list[Result]) -> str:
     return f"{rps:8,.0f} rps  p50 {p50:6.1f}  p99 {p99:6.1f} ms" + (f"  ({bad} non-2xx/timeouts)" if bad else "")
 
 
+def profile(url: str, pid: int, token: str, path: str, seconds: float, connections: int) -> None:
+    """py-spy (sampling, from outside: the server runs unmodified) while wrk drives GET /tasks?limit=20."""
+    run(url + "/api/v1/tasks?limit=20", token=token, seconds=2, connections=connections)
+    spy = subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--rate", "250", "--duration", str(int(seconds)),
+                            "--format", "raw", "--output", path, "--nonblocking", "--function"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    result = run(url + "/api/v1/tasks?limit=20", token=token, seconds=seconds, connections=connections)
+    spy.wait()
+    own: dict[str, int] = {}
+    total: dict[str, int] = {}
+    samples = 0
+    for line in Path(path).read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        n = int(count)
+        samples += n
+        frames = [re.sub(r"\(/\S*/(?:site-packages|python3\.\d+)/", "(", f.replace(str(ROOT) + "/", ""))
+                  for f in stack.split(";")]
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+        for frame in set(frames):
+            total[frame] = total.get(frame, 0) + n
+    print(f"list limit=20 under py-spy: {fmt([result])}; {samples} samples of process {pid}")
+    for title, table in (("own time (where the CPU is)", own), ("total time (including callees)", total)):
+        print(f"\n{title}:")
+        for frame, n in sorted(table.items(), key=lambda item: -item[1])[:25]:
+            print(f"  {100 * n / samples:5.1f} %  {frame}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round of 2 s")
@@ -260,6 +288,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--json", help="also write the raw results here")
+    parser.add_argument("--profile", metavar="PATH", help="instead: py-spy the one-process Taskdeck under the "
+                        "list limit=20 load, print the top of the profile, keep the collapsed stacks at PATH")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.duration = 1, 2
@@ -277,6 +307,8 @@ def main() -> None:
             stack.wait_healthy(url)
         token = login(td1)
         cached = has_cache(td1, token)
+        if args.profile:
+            return profile(td1, td1_proc.pid, token, args.profile, max(args.duration, 10), args.connections)
         rows = [Row("list limit=20", "/api/v1/tasks?limit=20"), Row("list limit=100", "/api/v1/tasks?limit=100"),
                 Row("get by id", f"/api/v1/tasks/{task_id}")]
         if cached:  # the default query: the page the cache serves (bare: the same rows, uncached)

@@ -55,6 +55,7 @@ class Settings:
     bcrypt_rounds: int = 12
     db_pool_min: int = 2
     db_pool_max: int = 10
+    session_cache_seconds: int = 30
 
     @property
     def is_development(self) -> bool:
@@ -86,6 +87,7 @@ class Settings:
             bcrypt_rounds=reader.integer("BCRYPT_ROUNDS", cls.bcrypt_rounds, 4, 16),
             db_pool_min=reader.integer("DB_POOL_MIN", cls.db_pool_min, 0, 100),
             db_pool_max=reader.integer("DB_POOL_MAX", cls.db_pool_max, 1, 500),
+            session_cache_seconds=reader.integer("SESSION_CACHE_SECONDS", cls.session_cache_seconds, 0, 3600),
         )
         if reader.problems:
             raise ConfigError(reader.problems)

@@ -13,8 +13,9 @@ from redis.asyncio import ConnectionPool
 from shared.config import Settings
 from shared.db import Database
 from web import middlewares, routes
-from web.keys import ARQ, DB, REDIS, SETTINGS
+from web.keys import ARQ, DB, REDIS, SESSION_CACHE, SETTINGS
 from web.request import MAX_BODY
+from web.session_cache import SessionCache
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -45,6 +46,7 @@ def create_app(settings: Settings) -> web.Application:
                      middlewares.error_middleware],
     )
     app[SETTINGS] = settings
+    app[SESSION_CACHE] = SessionCache(settings.session_cache_seconds)  # per process: web/auth.py
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader([TEMPLATES / "pages", TEMPLATES]), autoescape=True)
     app.cleanup_ctx.extend([db_ctx, redis_ctx])
     routes.setup_routes(app)

@@ -7,11 +7,14 @@ from redis.asyncio import Redis
 
 from shared.config import Settings
 from shared.db import Database
+from web.session_cache import SessionCache
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", Database)
 REDIS = web.AppKey("redis", Redis)
 ARQ = web.AppKey("arq", ArqRedis)
+
+SESSION_CACHE = web.AppKey("session_cache", SessionCache)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 AUTH = web.RequestKey("auth", object)  # the request's AuthContext once authenticated

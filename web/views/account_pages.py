@@ -13,7 +13,7 @@ from marshmallow import ValidationError
 
 from shared import accounts
 from shared.errors import ValidationFailed
-from web.keys import DB, SETTINGS
+from web.keys import DB, REDIS, SETTINGS
 from web.schemas import validate_password
 
 MAX_TOKEN = 200
@@ -38,7 +38,7 @@ async def show_verify_email(request: web.Request) -> web.Response:
 async def submit_verify_email(request: web.Request) -> web.Response:
     token = _token(await request.post())
     try:
-        await accounts.verify_email(request.app[DB], token=token)
+        await accounts.verify_email(request.app[DB], request.app[REDIS], token=token)
     except ValidationFailed:
         context = {"error": "This link is invalid, already used or expired. Ask for a new one."}
         return aiohttp_jinja2.render_template("verify_email.html", request, context, status=422)
@@ -54,7 +54,7 @@ async def submit_reset_password(request: web.Request) -> web.Response:
     token, password = _token(form), str(form.get("password", ""))
     try:
         validate_password(password)
-        await accounts.confirm_password_reset(request.app[DB], request.app[SETTINGS], token=token, password=password)
+        await accounts.confirm_password_reset(request.app[DB], request.app[REDIS], request.app[SETTINGS], token=token, password=password)
     except ValidationError as exc:
         return _reset_error(request, token, " ".join(map(str, exc.messages)))
     except ValidationFailed:

@@ -6,7 +6,7 @@ from marshmallow import Schema, validate
 
 from shared import accounts
 from web.auth import authenticate, deny
-from web.keys import ARQ, DB, SETTINGS
+from web.keys import ARQ, DB, REDIS, SETTINGS
 from web.request import json_response, load_json
 from web.schemas import EmailField, PasswordField, Text, TrimmedSchema
 
@@ -99,7 +99,7 @@ async def refresh(request: web.Request) -> web.Response:
       422: {$ref: '#/components/responses/Problem422'}
     """
     data = await load_json(request, RefreshSchema())
-    pair = await accounts.refresh(request.app[DB], request.app[SETTINGS], **data)
+    pair = await accounts.refresh(request.app[DB], request.app[REDIS], request.app[SETTINGS], **data)
     return json_response(pair.as_dict(), headers={"Cache-Control": "no-store"})
 
 
@@ -116,7 +116,7 @@ async def logout(request: web.Request) -> web.Response:
     """
     auth = await authenticate(request)
     data = await load_json(request, LogoutSchema())
-    await accounts.logout(request.app[DB], user_id=auth.user_id, session_id=auth.claims.session_id, **data)
+    await accounts.logout(request.app[DB], request.app[REDIS], user_id=auth.user_id, session_id=auth.claims.session_id, **data)
     await deny(request, auth.claims)
     return web.Response(status=204)
 
@@ -131,7 +131,7 @@ async def verify_email(request: web.Request) -> web.Response:
       422: {$ref: '#/components/responses/Problem422'}
     """
     data = await load_json(request, VerifyEmailSchema())
-    await accounts.verify_email(request.app[DB], **data)
+    await accounts.verify_email(request.app[DB], request.app[REDIS], **data)
     return web.Response(status=204)
 
 
@@ -159,7 +159,7 @@ async def confirm_password_reset(request: web.Request) -> web.Response:
       422: {$ref: '#/components/responses/Problem422'}
     """
     data = await load_json(request, PasswordResetConfirmSchema())
-    await accounts.confirm_password_reset(request.app[DB], request.app[SETTINGS], **data)
+    await accounts.confirm_password_reset(request.app[DB], request.app[REDIS], request.app[SETTINGS], **data)
     return web.Response(status=204)
 
 
