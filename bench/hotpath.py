@@ -77,6 +77,7 @@ class Result:
     p99_ms: float
     non2xx: int
     timeouts: int
+    cpu_us: float | None = None  # CPU time (user + system) the one server process spent per 2xx answer
 
 
 @dataclass
@@ -99,8 +100,8 @@ def wrk(url: str, method: str = "GET", body: Any = None, token: str | None = Non
                                    auth=f'wrk.headers["Authorization"] = {json.dumps("Bearer " + token)}'
                                    if token else ""))
     script.close()
-    process = subprocess.Popen(["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", f"--timeout={timeout}s",
-                                "-s", script.name, url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+                                f"--timeout={timeout}s", "-s", script.name, url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     process.script = script.name  # type: ignore[attr-defined]
     return process
 
@@ -117,8 +118,19 @@ def collect(process: "subprocess.Popen[str]") -> Result:
                   non2xx=data["non2xx"], timeouts=data["timeout"])
 
 
-def run(url: str, method: str = "GET", body: Any = None, token: str | None = None, **kwargs: Any) -> Result:
-    return collect(wrk(url, method, body, token, **kwargs))
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def run(url: str, method: str = "GET", body: Any = None, token: str | None = None, pid: int | None = None,
+        **kwargs: Any) -> Result:
+    """One wrk run; with ``pid``, also the server's CPU per answer (robust to a busy machine, unlike rps)."""
+    before = cpu_seconds(pid) if pid else 0.0
+    result = collect(wrk(url, method, body, token, **kwargs))
+    if pid and result.rps:
+        result.cpu_us = (cpu_seconds(pid) - before) * 1e6 / (result.rps * kwargs["seconds"])
+    return result
 
 
 class Stack:
@@ -165,13 +177,13 @@ class Stack:
         spawned = [self.spawn(f"{name}-{i}", cmd + ["--reuse-port"], env) for i in range(procs)]
         return f"http://127.0.0.1:{port}", spawned, "2 reuse_port processes (no --procs in this build)"
 
-    def bare(self, name: str, procs: int) -> str:
+    def bare(self, name: str, procs: int) -> tuple[str, int]:
         port = free_port()
         cmd = [sys.executable, str(ROOT / "bench" / "bare.py"), "--port", str(port), "--dsn", self.dsn,
                "--secret", self.secret] + (["--reuse-port"] if procs > 1 else [])
         for i in range(procs):
-            self.spawn(f"{name}-{i}", cmd)
-        return f"http://127.0.0.1:{port}"
+            process = self.spawn(f"{name}-{i}", cmd)
+        return f"http://127.0.0.1:{port}", process.pid
 
     def wait_healthy(self, url: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -250,16 +262,20 @@ def fmt(results: list[Result]) -> str:
     p50 = statistics.median(r.p50_ms for r in results)
     p99 = statistics.median(r.p99_ms for r in results)
     bad = sum(r.non2xx + r.timeouts for r in results)
-    return f"{rps:8,.0f} rps  p50 {p50:6.1f}  p99 {p99:6.1f} ms" + (f"  ({bad} non-2xx/timeouts)" if bad else "")
+    cpu = [r.cpu_us for r in results if r.cpu_us]
+    return (f"{rps:6,.0f} rps p50 {p50:5.1f} p99 {p99:5.1f} ms" + (f" {statistics.median(cpu):4.0f} us" if cpu else "")
+            + (f" ({bad} non-2xx/timeouts)" if bad else ""))
 
 
-def profile(url: str, pid: int, token: str, path: str, seconds: float, connections: int) -> None:
-    """py-spy (sampling, from outside: the server runs unmodified) while wrk drives GET /tasks?limit=20."""
-    run(url + "/api/v1/tasks?limit=20", token=token, seconds=2, connections=connections)
+def profile(url: str, pid: int, token: str, path: str, seconds: float, connections: int,
+            request: tuple[str, str, Any]) -> None:
+    """py-spy (sampling, from outside: the server runs unmodified) while wrk drives ``request``."""
+    method, target, body = request
+    run(url + target, method, body, token, seconds=2, connections=connections)
     spy = subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--rate", "250", "--duration", str(int(seconds)),
                             "--format", "raw", "--output", path, "--nonblocking", "--function"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    result = run(url + "/api/v1/tasks?limit=20", token=token, seconds=seconds, connections=connections)
+    result = run(url + target, method, body, token, pid=pid, seconds=seconds, connections=connections)
     spy.wait()
     own: dict[str, int] = {}
     total: dict[str, int] = {}
@@ -273,11 +289,52 @@ def profile(url: str, pid: int, token: str, path: str, seconds: float, connectio
         own[frames[-1]] = own.get(frames[-1], 0) + n
         for frame in set(frames):
             total[frame] = total.get(frame, 0) + n
-    print(f"list limit=20 under py-spy: {fmt([result])}; {samples} samples of process {pid}")
+    print(f"{method} {target} under py-spy: {fmt([result])}; {samples} samples of process {pid}")
     for title, table in (("own time (where the CPU is)", own), ("total time (including callees)", total)):
         print(f"\n{title}:")
         for frame, n in sorted(table.items(), key=lambda item: -item[1])[:25]:
             print(f"  {100 * n / samples:5.1f} %  {frame}")
+
+
+def report(args: argparse.Namespace, rows: list[Row], post: Row, two: Row, logins: Row, login_results: list[Result],
+           cached: bool, rss: float) -> None:
+    def median(values: Any) -> float:
+        values = list(values)
+        return statistics.median(values) if values else float("nan")
+
+    def p99(results: list[Result]) -> float:
+        return median(r.p99_ms for r in results)
+
+    by_name = {row.name: row for row in rows}
+    targets = {"list limit=20": 1.0, "list limit=100": 1.2, "get by id": 1.0, "cached first page": 1.5,
+               "POST /tasks (insert)": 0.8}
+    print(f"\nwrk -t2 -c{args.connections}, {args.rounds} interleaved round(s) x {args.duration:g} s, {args.tasks} "
+          "tasks, one user; only 2xx counted; ratio = median of the per-round Taskdeck/bare ratios; "
+          "us = server CPU per answer")
+    print(f"{'row':27} {'Taskdeck':44} {'bare':44} {'ratio':>6}  target")
+    for row in rows + [post, two]:
+        ratio = median(row.ratios())
+        goal = targets.get(row.name)
+        verdict = ""
+        if goal is not None:
+            verdict = f">= {goal:.1f}x " + ("ok" if ratio >= goal else "MISSED")
+            if row.name == "list limit=20":
+                verdict += f"; p99 <= bare's: {'ok' if p99(row.taskdeck) <= p99(row.bare) else 'MISSED'}"
+        print(f"{row.name:27} {fmt(row.taskdeck):44} {fmt(row.bare):44} {ratio:5.2f}x  {verdict}")
+    one = by_name["list limit=20"]
+    scale_td = median(t.rps / o.rps for t, o in zip(two.taskdeck, one.taskdeck))
+    scale_bare = median(t.rps / o.rps for t, o in zip(two.bare, one.bare))
+    print(f"{'1 -> 2 procs scaling':27} Taskdeck {scale_td:.2f}x, bare {scale_bare:.2f}x ({two.note}) "
+          f"{'ok' if scale_td >= scale_bare else 'MISSED'}")
+    kept = median(t.rps / o.rps for t, o in zip(logins.taskdeck, one.taskdeck))
+    timeouts = sum(r.timeouts for r in logins.taskdeck)
+    print(f"{'list + 50 logins running':27} {fmt(logins.taskdeck):44} {kept:.2f}x of the unloaded list, "
+          f"{timeouts} list timeouts: {'ok' if kept >= 0.5 and not timeouts else 'MISSED'}")
+    print(f"{'  the logins themselves':27} {fmt(login_results)} (cost 12; they queue for the bcrypt threads)")
+    if not cached:
+        print("cached first page: not measured, this build has no cache (no taskdeck_cache_* hits in /metrics)")
+    print(f"RSS of the one-process Taskdeck after the benchmark: {rss:.0f} MB "
+          f"(<= 100 MB: {'ok' if rss <= 100 else 'MISSED'})")
 
 
 def main() -> None:
@@ -290,6 +347,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the raw results here")
     parser.add_argument("--profile", metavar="PATH", help="instead: py-spy the one-process Taskdeck under the "
                         "list limit=20 load, print the top of the profile, keep the collapsed stacks at PATH")
+    parser.add_argument("--profile-request", choices=("list", "get", "post"), default="list")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.duration = 1, 2
@@ -302,13 +360,16 @@ def main() -> None:
         task_id = asyncio.run(seed(dsn, args.tasks))
         td1, (td1_proc, *_), _ = stack.taskdeck("taskdeck-1", 1)
         td2, _, td2_how = stack.taskdeck("taskdeck-2", 2)
-        bare1, bare2 = stack.bare("bare-1", 1), stack.bare("bare-2", 2)
+        (bare1, bare1_pid), (bare2, _) = stack.bare("bare-1", 1), stack.bare("bare-2", 2)
+        pids = {td1: td1_proc.pid, bare1: bare1_pid}
         for url in (td1, td2, bare1, bare2):
             stack.wait_healthy(url)
         token = login(td1)
         cached = has_cache(td1, token)
         if args.profile:
-            return profile(td1, td1_proc.pid, token, args.profile, max(args.duration, 10), args.connections)
+            request = {"list": ("GET", "/api/v1/tasks?limit=20", None), "get": ("GET", f"/api/v1/tasks/{task_id}", None),
+                       "post": ("POST", "/api/v1/tasks", TASK_BODY)}[args.profile_request]
+            return profile(td1, td1_proc.pid, token, args.profile, max(args.duration, 10), args.connections, request)
         rows = [Row("list limit=20", "/api/v1/tasks?limit=20"), Row("list limit=100", "/api/v1/tasks?limit=100"),
                 Row("get by id", f"/api/v1/tasks/{task_id}")]
         if cached:  # the default query: the page the cache serves (bare: the same rows, uncached)
@@ -325,9 +386,11 @@ def main() -> None:
             for row, td, bare in pairs:
                 order = [(row.taskdeck, td), (row.bare, bare)]
                 for results, url in order if round_no % 2 == 0 else reversed(order):
-                    results.append(run(url + row.target, token=token, seconds=seconds, connections=conns))
+                    results.append(run(url + row.target, token=token, pid=pids.get(url), seconds=seconds,
+                                       connections=conns))
             for results, url in [(post.taskdeck, td1), (post.bare, bare1)][::1 if round_no % 2 == 0 else -1]:
-                results.append(run(url + post.target, "POST", TASK_BODY, token, seconds=seconds, connections=conns))
+                results.append(run(url + post.target, "POST", TASK_BODY, token, pid=pids.get(url), seconds=seconds,
+                                   connections=conns))
             # 50 logins (bcrypt, cost 12) hammer the same process while it serves the list; their own
             # latency is long by design (they queue for the bcrypt threads), so they get a long timeout.
             login_run = wrk(td1 + "/api/v1/auth/login", "POST", {"email": EMAIL, "password": PASSWORD},
@@ -340,24 +403,7 @@ def main() -> None:
     finally:
         stack.stop()
 
-    unloaded = rows[0].taskdeck
-    logins.bare = unloaded  # the reference of this row is Taskdeck's own unloaded list, same round
-    print(f"\nwrk -t2 -c{args.connections}, {args.rounds} interleaved round(s) x {args.duration:g} s, "
-          f"{args.tasks} tasks, one user; only 2xx counted; ratio = median of per-round Taskdeck/bare")
-    print(f"{'row':28} {'Taskdeck':48} {'bare':48} ratio")
-    for row in rows + [post, two]:
-        print(f"{row.name:28} {fmt(row.taskdeck):48} {fmt(row.bare):48} "
-              f"{statistics.median(row.ratios()):.2f}x")
-    print(f"{'':28} {'note: ' + two.note}")
-    scale_td = statistics.median(t.rps / o.rps for t, o in zip(two.taskdeck, rows[0].taskdeck))
-    scale_bare = statistics.median(t.rps / o.rps for t, o in zip(two.bare, rows[0].bare))
-    print(f"{'1 -> 2 procs scaling':28} Taskdeck {scale_td:.2f}x   bare {scale_bare:.2f}x")
-    print(f"{logins.name:28} {fmt(logins.taskdeck):48} {'(vs unloaded Taskdeck)':48} "
-          f"{statistics.median(logins.ratios()):.2f}x")
-    print(f"{'  the 50 logins':28} {fmt(login_results)}")
-    if not cached:
-        print("cached first page: not measured, this build has no cache metrics (taskdeck_cache_*)")
-    print(f"RSS of the one-process Taskdeck after the benchmark: {rss:.0f} MB")
+    report(args, rows, post, two, logins, login_results, cached, rss)
     print(f"total {time.monotonic() - started:.0f} s. Shared machine: absolute numbers are noise, ratios count.")
     if args.json:
         Path(args.json).write_text(json.dumps({

@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import secrets
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any, Callable, TypeVar
 
 import bcrypt
 import jwt
@@ -18,11 +22,32 @@ from shared.errors import Unauthorized
 JWT_ALGORITHM = "HS256"
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
 BCRYPT_MAX_BYTES = 72  # bcrypt 5 raises ValueError beyond this; validation refuses it first
+# bcrypt costs ~0.25 s of CPU at cost 12 and releases the GIL, so every thread running it takes a core.
+# asyncio's default executor would run up to cpu+4 of them: a burst of logins would take every core
+# from the event loop and PostgreSQL. A bounded pool makes logins queue instead; its threads also run
+# at a lower scheduling priority, so requests already being served keep the CPU first.
+BCRYPT_THREADS = max(1, (os.cpu_count() or 2) // 2)
+BCRYPT_NICE = 10
+T = TypeVar("T")
+
+
+def _lower_priority() -> None:
+    try:  # Linux: a thread is a task with its own nice value; raising it needs no privilege
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BCRYPT_NICE)
+    except (AttributeError, OSError):
+        pass
+
+
+_bcrypt_pool = ThreadPoolExecutor(BCRYPT_THREADS, thread_name_prefix="bcrypt", initializer=_lower_priority)
+
+
+async def _in_bcrypt_pool(function: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_bcrypt_pool, function, *args)
 
 
 async def hash_password(password: str, rounds: int) -> str:
     salt = bcrypt.gensalt(rounds)
-    hashed = await asyncio.to_thread(bcrypt.hashpw, password.encode(), salt)
+    hashed = await _in_bcrypt_pool(bcrypt.hashpw, password.encode(), salt)
     return hashed.decode()
 
 
@@ -36,8 +61,8 @@ async def verify_password(password: str, password_hash: str | None, rounds: int)
     secret = password.encode()
     if len(secret) > BCRYPT_MAX_BYTES:  # can never match a stored hash; spend the time anyway
         secret, password_hash = secret[:BCRYPT_MAX_BYTES], None
-    target = password_hash.encode() if password_hash else await asyncio.to_thread(_dummy_hash, rounds)
-    ok = await asyncio.to_thread(bcrypt.checkpw, secret, target)
+    target = password_hash.encode() if password_hash else await _in_bcrypt_pool(_dummy_hash, rounds)
+    ok = await _in_bcrypt_pool(bcrypt.checkpw, secret, target)
     return ok and password_hash is not None
 
 
