@@ -15,6 +15,7 @@ from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 from redis.asyncio import Redis
 
+from shared import eventloop
 from shared.config import Settings, SmtpConfig
 from shared.db import Database
 from shared.devstack import PostgresServer, RedisServer, SmtpSink
@@ -23,6 +24,11 @@ from web.app import create_app
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256-0123456789"
 TEST_DB = "taskdeck_test"
+
+
+def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Any]:
+    """Every async test runs on the loop production runs on (shared/eventloop.py)."""
+    return {"uvloop": eventloop.new_event_loop}
 
 
 @dataclass

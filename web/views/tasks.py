@@ -218,8 +218,11 @@ async def create_task(request: web.Request) -> web.Response:
 
     body = await read_json(request) if key else None
     async with request.app[DB].write.acquire() as conn:
-        stored = await idempotency.run_once(conn, user_id=auth.user_id, scope=CREATE_SCOPE, key=key,
-                                            request_body=body, action=create)
+        if key is None:  # one INSERT is atomic by itself: no BEGIN/COMMIT round trips
+            stored = await create(conn)
+        else:
+            stored = await idempotency.run_once(conn, user_id=auth.user_id, scope=CREATE_SCOPE, key=key,
+                                                request_body=body, action=create)
     await _wrote(request, auth)
     return web.Response(status=stored.status, text=stored.body, headers=stored.response_headers())
 
