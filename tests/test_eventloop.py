@@ -13,8 +13,8 @@ async def test_the_tests_run_on_uvloop():
 
 
 def test_the_taskdeck_command_runs_on_uvloop():
-    # What `taskdeck <command>` does before running the command: the loop asyncio.run/run_app create.
-    code = ("import asyncio, uvloop, shared.cli as cli; cli.eventloop.install(); "
-            "loop = asyncio.new_event_loop(); print(type(loop).__module__); loop.close()")
+    # `taskdeck migrate` with the command replaced by a probe: the loop asyncio.run / run_app would create.
+    code = ("import asyncio, shared.cli as cli; "
+            "cli.cmd_migrate = lambda args: print(type(asyncio.new_event_loop()).__module__); cli.main(['migrate'])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().startswith("uvloop")
