@@ -263,7 +263,7 @@ def fmt(results: list[Result]) -> str:
     p99 = statistics.median(r.p99_ms for r in results)
     bad = sum(r.non2xx + r.timeouts for r in results)
     cpu = [r.cpu_us for r in results if r.cpu_us]
-    return (f"{rps:6,.0f} rps p50 {p50:5.1f} p99 {p99:5.1f} ms" + (f" {statistics.median(cpu):4.0f} us" if cpu else "")
+    return (f"{rps:6,.{0 if rps >= 100 else 1}f} rps p50 {p50:5.1f} p99 {p99:5.1f} ms" + (f" {statistics.median(cpu):4.0f} us" if cpu else "")
             + (f" ({bad} non-2xx/timeouts)" if bad else ""))
 
 

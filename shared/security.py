@@ -27,7 +27,7 @@ BCRYPT_MAX_BYTES = 72  # bcrypt 5 raises ValueError beyond this; validation refu
 # from the event loop and PostgreSQL. A bounded pool makes logins queue instead; its threads also run
 # at a lower scheduling priority, so requests already being served keep the CPU first.
 BCRYPT_THREADS = max(1, (os.cpu_count() or 2) // 2)
-BCRYPT_NICE = 10
+BCRYPT_NICE = 5  # mild: under a saturated CPU logins still progress, just behind requests in flight
 T = TypeVar("T")
 
 
