@@ -9,6 +9,7 @@ import argparse, base64, hashlib, hmac, json  # noqa: E401 (kept short on purpos
 import asyncpg, jwt  # noqa: E401
 from aiohttp import web
 
+POOL, SECRET = web.AppKey("pool", asyncpg.Pool), web.AppKey("secret", str)
 COLS = "id, owner_id, title, description, status, priority, due_at, tags, created_at, updated_at, completed_at"
 LIST = f"SELECT {COLS} FROM tasks WHERE owner_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
 GET = f"SELECT {COLS} FROM tasks WHERE id = $1 AND owner_id = $2"
@@ -23,24 +24,24 @@ def row_json(row):
 def user_id(request):
     token = request.headers.get("Authorization", "").removeprefix("Bearer ")
     try:
-        return int(jwt.decode(token, request.app["secret"], algorithms=["HS256"])["sub"])
+        return int(jwt.decode(token, request.app[SECRET], algorithms=["HS256"])["sub"])
     except jwt.InvalidTokenError:
         raise web.HTTPUnauthorized() from None
 
 
 async def list_tasks(request):
     limit = min(max(int(request.query.get("limit", 20)), 1), 100)
-    rows = await request.app["pool"].fetch(LIST, user_id(request), limit + 1)
+    rows = await request.app[POOL].fetch(LIST, user_id(request), limit + 1)
     cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
         payload = base64.urlsafe_b64encode(json.dumps([rows[-1]["created_at"].isoformat(), rows[-1]["id"]]).encode())
-        cursor = payload.decode() + "." + hmac.new(request.app["secret"].encode(), payload, hashlib.sha256).hexdigest()
+        cursor = payload.decode() + "." + hmac.new(request.app[SECRET].encode(), payload, hashlib.sha256).hexdigest()
     return web.json_response({"items": [row_json(r) for r in rows], "next_cursor": cursor})
 
 
 async def get_task(request):
-    row = await request.app["pool"].fetchrow(GET, int(request.match_info["id"]), user_id(request))
+    row = await request.app[POOL].fetchrow(GET, int(request.match_info["id"]), user_id(request))
     if row is None:
         raise web.HTTPNotFound()
     return web.json_response(row_json(row))
@@ -48,18 +49,27 @@ async def get_task(request):
 
 async def create_task(request):
     body = await request.json()
-    row = await request.app["pool"].fetchrow(INSERT, user_id(request), body["title"], body.get("description", ""),
+    row = await request.app[POOL].fetchrow(INSERT, user_id(request), body["title"], body.get("description", ""),
                                              body.get("priority", "medium"), body.get("due_at"), body.get("tags", []))
     return web.json_response(row_json(row), status=201)
 
 
+async def health(request):
+    return web.json_response({"status": "ok"})
+
+
+async def close_pool(app):
+    await app[POOL].close()
+
+
 async def make_app(dsn, secret):
     app = web.Application()
-    app["secret"], app["pool"] = secret, await asyncpg.create_pool(dsn, min_size=2, max_size=10)
+    app[SECRET], app[POOL] = secret, await asyncpg.create_pool(dsn, min_size=2, max_size=10)
+    app.on_cleanup.append(close_pool)
     app.router.add_get("/api/v1/tasks", list_tasks)
     app.router.add_post("/api/v1/tasks", create_task)
     app.router.add_get(r"/api/v1/tasks/{id:\d+}", get_task)
-    app.router.add_get("/health", lambda request: web.json_response({"status": "ok"}))
+    app.router.add_get("/health", health)
     return app
 
 
