@@ -90,13 +90,14 @@ UPDATE_NAME = "UPDATE users SET name = $2, updated_at = now() WHERE id = $1"
 # next request on every process misses and asks the primary again. Random, not INCR: a Redis restart or
 # an evicted key reads as "no version", which never matches a remembered one.
 AUTH_VERSION_KEY = "auth:v:{}"
+AUTH_VERSION_TTL = 24 * 3600  # an idle user's key goes away; a missing version never matches, so that is safe
 
 
 async def auth_changed(redis: Redis, user_id: int) -> None:
     """Call after committing any change to the user's sessions or session-check columns."""
     for attempt in range(3):
         try:
-            await redis.set(AUTH_VERSION_KEY.format(user_id), secrets.token_hex(8))
+            await redis.set(AUTH_VERSION_KEY.format(user_id), secrets.token_hex(8), ex=AUTH_VERSION_TTL)
             return
         except RedisError:
             await asyncio.sleep(0.2 * (attempt + 1))

@@ -96,7 +96,8 @@ async def _start_versioning(request: web.Request, user_id: int) -> None:
     version a concurrent revocation just set is never overwritten. Nothing is remembered this time: the
     version did not exist when the primary was asked."""
     try:
-        await request.app[REDIS].set(accounts.AUTH_VERSION_KEY.format(user_id), secrets.token_hex(8), nx=True)
+        await request.app[REDIS].set(accounts.AUTH_VERSION_KEY.format(user_id), secrets.token_hex(8), nx=True,
+                                     ex=accounts.AUTH_VERSION_TTL)
     except RedisError:
         logger.warning("could not create an auth version for user %s", user_id, exc_info=True)
 
