@@ -2,7 +2,7 @@
 
 Same SQL shape, same index, same rows, same JSON as Taskdeck; but rows become dicts and stdlib json encodes
 them, and there is no session check, no Redis, no middleware, no validation beyond the obvious.
-    python bench/bare.py --port 8081 --dsn postgresql://... --secret S [--reuse-port]
+    python bench/bare.py --port 8081 --dsn postgresql://... --secret S [--reuse-port] [--uvloop]
 """
 import argparse, base64, hashlib, hmac, json  # noqa: E401 (kept short on purpose: it is the ~50-line baseline)
 
@@ -79,6 +79,9 @@ if __name__ == "__main__":
         parser.add_argument(name, required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--reuse-port", action="store_true")
+    parser.add_argument("--uvloop", action="store_true")
     args = parser.parse_args()
+    if args.uvloop:
+        __import__("uvloop").install()
     web.run_app(make_app(args.dsn, args.secret), host="127.0.0.1", port=args.port, reuse_port=args.reuse_port,
                 access_log=None, print=None)

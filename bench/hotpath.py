@@ -3,6 +3,8 @@
     python bench/hotpath.py            # ~5 minutes: 3 interleaved rounds of 6 s per target, wrk -t2 -c64
     python bench/hotpath.py --quick    # ~1 minute smoke run: 1 round of 2 s
     python bench/hotpath.py --rounds 3 --duration 8 --json /tmp/hotpath.json
+    python bench/hotpath.py --bare-uvloop          # the bare app on uvloop too (Taskdeck always is)
+    python bench/hotpath.py --profile /tmp/stacks.txt [--profile-request list|get|post]   # py-spy instead
 
 Starts embedded PostgreSQL + Redis (shared.devstack), migrates, seeds one user with 1,000 tasks, then
 starts Taskdeck as shipped (`python -m shared.cli web`: logs at INFO, metrics, request ids, rate limits
@@ -101,7 +103,8 @@ def wrk(url: str, method: str = "GET", body: Any = None, token: str | None = Non
                                    if token else ""))
     script.close()
     process = subprocess.Popen(["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
-                                f"--timeout={timeout}s", "-s", script.name, url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                f"--timeout={timeout}s", "-s", script.name, url],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     process.script = script.name  # type: ignore[attr-defined]
     return process
 
@@ -177,10 +180,10 @@ class Stack:
         spawned = [self.spawn(f"{name}-{i}", cmd + ["--reuse-port"], env) for i in range(procs)]
         return f"http://127.0.0.1:{port}", spawned, "2 reuse_port processes (no --procs in this build)"
 
-    def bare(self, name: str, procs: int) -> tuple[str, int]:
+    def bare(self, name: str, procs: int, uvloop: bool = False) -> tuple[str, int]:
         port = free_port()
         cmd = [sys.executable, str(ROOT / "bench" / "bare.py"), "--port", str(port), "--dsn", self.dsn,
-               "--secret", self.secret] + (["--reuse-port"] if procs > 1 else [])
+               "--secret", self.secret] + (["--reuse-port"] if procs > 1 else []) + (["--uvloop"] if uvloop else [])
         for i in range(procs):
             process = self.spawn(f"{name}-{i}", cmd)
         return f"http://127.0.0.1:{port}", process.pid
@@ -263,7 +266,8 @@ def fmt(results: list[Result]) -> str:
     p99 = statistics.median(r.p99_ms for r in results)
     bad = sum(r.non2xx + r.timeouts for r in results)
     cpu = [r.cpu_us for r in results if r.cpu_us]
-    return (f"{rps:6,.{0 if rps >= 100 else 1}f} rps p50 {p50:5.1f} p99 {p99:5.1f} ms" + (f" {statistics.median(cpu):4.0f} us" if cpu else "")
+    return (f"{rps:6,.{0 if rps >= 100 else 1}f} rps p50 {p50:5.1f} p99 {p99:5.1f} ms"
+            + (f" {statistics.median(cpu):4.0f} us" if cpu else "")
             + (f" ({bad} non-2xx/timeouts)" if bad else ""))
 
 
@@ -345,6 +349,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--json", help="also write the raw results here")
+    parser.add_argument("--bare-uvloop", action="store_true", help="run the bare app on uvloop too "
+                        "(Taskdeck always runs on it; the plain bare app is the issue's baseline)")
     parser.add_argument("--profile", metavar="PATH", help="instead: py-spy the one-process Taskdeck under the "
                         "list limit=20 load, print the top of the profile, keep the collapsed stacks at PATH")
     parser.add_argument("--profile-request", choices=("list", "get", "post"), default="list")
@@ -360,15 +366,16 @@ def main() -> None:
         task_id = asyncio.run(seed(dsn, args.tasks))
         td1, (td1_proc, *_), _ = stack.taskdeck("taskdeck-1", 1)
         td2, _, td2_how = stack.taskdeck("taskdeck-2", 2)
-        (bare1, bare1_pid), (bare2, _) = stack.bare("bare-1", 1), stack.bare("bare-2", 2)
+        (bare1, bare1_pid), (bare2, _) = (stack.bare("bare-1", 1, args.bare_uvloop),
+                                          stack.bare("bare-2", 2, args.bare_uvloop))
         pids = {td1: td1_proc.pid, bare1: bare1_pid}
         for url in (td1, td2, bare1, bare2):
             stack.wait_healthy(url)
         token = login(td1)
         cached = has_cache(td1, token)
         if args.profile:
-            request = {"list": ("GET", "/api/v1/tasks?limit=20", None), "get": ("GET", f"/api/v1/tasks/{task_id}", None),
-                       "post": ("POST", "/api/v1/tasks", TASK_BODY)}[args.profile_request]
+            request = {"list": ("GET", "/api/v1/tasks?limit=20", None), "post": ("POST", "/api/v1/tasks", TASK_BODY),
+                       "get": ("GET", f"/api/v1/tasks/{task_id}", None)}[args.profile_request]
             return profile(td1, td1_proc.pid, token, args.profile, max(args.duration, 10), args.connections, request)
         rows = [Row("list limit=20", "/api/v1/tasks?limit=20"), Row("list limit=100", "/api/v1/tasks?limit=100"),
                 Row("get by id", f"/api/v1/tasks/{task_id}")]
