@@ -5,13 +5,16 @@ never across bcrypt (which runs in a thread) or Redis.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
 from arq.connections import ArqRedis
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared import jobs, outbox
@@ -83,6 +86,28 @@ UPDATE users SET password_hash = $2, email_verified = email_verified OR $3, upda
 REHASH_PASSWORD = "UPDATE users SET password_hash = $2 WHERE id = $1 AND password_hash = $3"
 SELECT_PASSWORD_HASH = "SELECT password_hash FROM users WHERE id = $1"
 UPDATE_NAME = "UPDATE users SET name = $2, updated_at = now() WHERE id = $1"
+
+
+# Every web process may remember "this session is live, this is its user" while this Redis value stays the
+# same (web/auth.py SessionCache). Each change to a user's sessions or to what the session check returns
+# (revocation, deactivation, role, name, verification) sets a new random value *after* its commit, so the
+# next request on every process misses and asks the primary again. Random, not INCR: a Redis restart or
+# an evicted key reads as "no version", which never matches a remembered one.
+AUTH_VERSION_KEY = "auth:v:{}"
+AUTH_VERSION_TTL = 24 * 3600  # an idle user's key goes away; a missing version never matches, so that is safe
+
+
+async def auth_changed(redis: Redis, user_id: int) -> None:
+    """Call after committing any change to the user's sessions or session-check columns."""
+    for attempt in range(3):
+        try:
+            await redis.set(AUTH_VERSION_KEY.format(user_id), secrets.token_hex(8), ex=AUTH_VERSION_TTL)
+            return
+        except RedisError:
+            await asyncio.sleep(0.2 * (attempt + 1))
+    # Other processes keep their remembered sessions of this user until SESSION_CACHE_SECONDS pass.
+    logger.error("could not publish an auth change of user %s; other processes may accept its revoked "
+                 "sessions for up to SESSION_CACHE_SECONDS", user_id)
 
 
 @dataclass(frozen=True)
@@ -191,7 +216,7 @@ async def open_browser_session(db: Database, settings: Settings, *, email: str, 
         return user_id, str(await conn.fetchval(INSERT_SESSION, user_id))
 
 
-async def refresh(db: Database, settings: Settings, *, refresh_token: str) -> TokenPair:
+async def refresh(db: Database, redis: Redis, settings: Settings, *, refresh_token: str) -> TokenPair:
     """Rotate: spend the refresh token, issue a new pair. A spent token coming back revokes the login."""
     invalid = Unauthorized("The refresh token is invalid or expired", error="invalid_grant")
     async with db.write.acquire() as conn:
@@ -205,10 +230,11 @@ async def refresh(db: Database, settings: Settings, *, refresh_token: str) -> To
             await conn.execute(REVOKE_SESSION, row["session_id"], "refresh_token_reuse")
         # Committed above: the revocation must stick even though this request fails.
         logger.warning("spent refresh token reused; session %s revoked", row["session_id"])
-        raise invalid
+    await auth_changed(redis, row["user_id"])
+    raise invalid
 
 
-async def logout(db: Database, *, user_id: int, session_id: str, refresh_token: str | None) -> None:
+async def logout(db: Database, redis: Redis, *, user_id: int, session_id: str, refresh_token: str | None) -> None:
     """End the caller's session, and the session of ``refresh_token`` if it is the caller's too."""
     async with db.write.acquire() as conn, conn.transaction():
         await conn.execute(REVOKE_SESSION, session_id, "logout")
@@ -216,6 +242,7 @@ async def logout(db: Database, *, user_id: int, session_id: str, refresh_token: 
             other = await conn.fetchval(SELECT_SESSION_OWNER, token_digest(refresh_token), user_id)
             if other is not None:
                 await conn.execute(REVOKE_SESSION, other, "logout")
+    await auth_changed(redis, user_id)
 
 
 async def _consume(conn: asyncpg.Connection, token: str, purpose: str) -> int:
@@ -225,9 +252,11 @@ async def _consume(conn: asyncpg.Connection, token: str, purpose: str) -> int:
     return int(user_id)
 
 
-async def verify_email(db: Database, *, token: str) -> None:
+async def verify_email(db: Database, redis: Redis, *, token: str) -> None:
     async with db.write.acquire() as conn, conn.transaction():
-        await conn.execute(MARK_VERIFIED, await _consume(conn, token, "verify_email"))
+        user_id = await _consume(conn, token, "verify_email")
+        await conn.execute(MARK_VERIFIED, user_id)
+    await auth_changed(redis, user_id)
 
 
 async def request_password_reset(db: Database, arq: ArqRedis, settings: Settings, *, email: str) -> None:
@@ -271,16 +300,18 @@ async def queue_password_reset(db: Database, settings: Settings, *, email: str, 
     return mail_id
 
 
-async def confirm_password_reset(db: Database, settings: Settings, *, token: str, password: str) -> None:
+async def confirm_password_reset(db: Database, redis: Redis, settings: Settings, *, token: str,
+                                 password: str) -> None:
     """Set the new password and end every session of that user (the link proves the mailbox, too)."""
     password_hash = await hash_password(password, settings)
     async with db.write.acquire() as conn, conn.transaction():
         user_id = await _consume(conn, token, "password_reset")
         await conn.execute(SET_PASSWORD, user_id, password_hash, True)
         await conn.execute(REVOKE_USER_SESSIONS, user_id, "password_reset", None)
+    await auth_changed(redis, user_id)
 
 
-async def update_me(db: Database, settings: Settings, *, user_id: int, session_id: str,
+async def update_me(db: Database, redis: Redis, settings: Settings, *, user_id: int, session_id: str,
                     changes: dict[str, Any]) -> dict[str, Any]:
     """Change name and/or password; a new password needs the current one and ends the *other* sessions."""
     new_hash = None
@@ -299,9 +330,11 @@ async def update_me(db: Database, settings: Settings, *, user_id: int, session_i
             await conn.execute(SET_PASSWORD, user_id, new_hash, False)
             await conn.execute(REVOKE_USER_SESSIONS, user_id, "password_change", session_id)
         user = await get_user(conn, user_id=user_id)
+    await auth_changed(redis, user_id)
     assert user is not None
     return user
 
 
 async def revoke_all_sessions(conn: asyncpg.Connection, *, user_id: int, reason: str) -> None:
+    """Inside the caller's transaction: the caller calls auth_changed after its commit."""
     await conn.execute(REVOKE_USER_SESSIONS, user_id, reason, None)

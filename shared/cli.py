@@ -7,6 +7,7 @@ import sys
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 
+from shared import eventloop
 from shared.config import ConfigError, Settings, load_dotenv_file
 from shared.logs import configure_logging
 
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    eventloop.install()
     args.func(args)
 
 

@@ -96,6 +96,7 @@ class Settings:
     database_pooler: str = "none"
     replica_max_lag_seconds: int = 5
     s3: S3Config | None = None  # set when export_storage is s3://...
+    session_cache_seconds: int = 30
 
     @property
     def is_development(self) -> bool:
@@ -142,6 +143,7 @@ class Settings:
             worker_metrics_port=reader.integer("WORKER_METRICS_PORT", cls.worker_metrics_port, 0, 65535),
             database_pooler=reader.choice("DATABASE_POOLER", POOLERS, cls.database_pooler),
             replica_max_lag_seconds=reader.integer("REPLICA_MAX_LAG_SECONDS", cls.replica_max_lag_seconds, 0, 3600),
+            session_cache_seconds=reader.integer("SESSION_CACHE_SECONDS", cls.session_cache_seconds, 0, 3600),
         )
         settings = settings.with_(s3=reader.s3(settings.export_storage))
         if reader.problems:

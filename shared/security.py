@@ -5,11 +5,15 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import os
 import secrets
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any, Callable, TypeVar
 
 import bcrypt
 import jwt
@@ -38,9 +42,32 @@ def _prehash(password: str, secret_key: str) -> bytes:
     return base64.b64encode(digest)
 
 
+# bcrypt costs ~0.25 s of CPU at cost 12 and releases the GIL, so every thread running it takes a core.
+# asyncio's default executor would run up to cpu+4 of them: a burst of logins would take every core
+# from the event loop and PostgreSQL. A bounded pool makes logins queue instead; its threads also run
+# at a lower scheduling priority, so requests already being served keep the CPU first.
+BCRYPT_THREADS = max(1, (os.cpu_count() or 2) // 2)
+BCRYPT_NICE = 5  # mild: under a saturated CPU logins still progress, just behind requests in flight
+T = TypeVar("T")
+
+
+def _lower_priority() -> None:
+    try:  # Linux: a thread is a task with its own nice value; raising it needs no privilege
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BCRYPT_NICE)
+    except (AttributeError, OSError):
+        pass
+
+
+_bcrypt_pool = ThreadPoolExecutor(BCRYPT_THREADS, thread_name_prefix="bcrypt", initializer=_lower_priority)
+
+
+async def _in_bcrypt_pool(function: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_bcrypt_pool, function, *args)
+
+
 async def hash_password(password: str, settings: Settings) -> str:
     salt = bcrypt.gensalt(settings.bcrypt_rounds)
-    hashed = await asyncio.to_thread(bcrypt.hashpw, _prehash(password, settings.secret_key), salt)
+    hashed = await _in_bcrypt_pool(bcrypt.hashpw, _prehash(password, settings.secret_key), salt)
     return HASH_PREFIX + hashed.decode()
 
 
@@ -63,11 +90,11 @@ async def verify_password(password: str, password_hash: str | None, settings: Se
     """Check ``password``; with no usable hash (unknown user) check a dummy so timing reveals nothing."""
     candidate = _candidate(password, password_hash, settings.secret_key) if password_hash else None
     if candidate is None:
-        dummy = await asyncio.to_thread(_dummy_hash, settings.bcrypt_rounds)
-        await asyncio.to_thread(bcrypt.checkpw, _prehash(password, settings.secret_key), dummy)
+        dummy = await _in_bcrypt_pool(_dummy_hash, settings.bcrypt_rounds)
+        await _in_bcrypt_pool(bcrypt.checkpw, _prehash(password, settings.secret_key), dummy)
         return False
     try:
-        return await asyncio.to_thread(bcrypt.checkpw, *candidate)
+        return await _in_bcrypt_pool(bcrypt.checkpw, *candidate)
     except ValueError:  # a corrupt stored hash: a failed login, not a 500
         return False
 

@@ -10,7 +10,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import asyncpg
 
@@ -125,7 +125,7 @@ class TaskFilters:
     overdue: bool | None = None
 
     @classmethod
-    def from_mapping(cls, data: dict[str, Any]) -> "TaskFilters":
+    def from_mapping(cls, data: Mapping[str, Any]) -> "TaskFilters":
         """Filters from loaded query (or export) data; other keys are ignored."""
         return cls(status=tuple(data.get("status", ())), priority=tuple(data.get("priority", ())),
                    tag=data.get("tag"), q=data.get("q"), due_before=data.get("due_before"),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import os
 import shutil
 import tempfile
@@ -16,6 +17,7 @@ from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 from redis.asyncio import Redis
 
+from shared import eventloop
 from shared.config import S3Config, Settings, SmtpConfig
 from shared.db import Database
 from shared.devstack import PostgresServer, RedisServer, S3Server, SmtpSink
@@ -25,6 +27,25 @@ from web.app import create_app
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256-0123456789"
 TEST_DB = "taskdeck_test"
+
+
+TEST_HANG_SECONDS = 600
+
+
+def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Any]:
+    """Every async test runs on the loop production runs on (shared/eventloop.py)."""
+    return {"uvloop": eventloop.new_event_loop}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: Any, nextitem: Any) -> Iterator[None]:
+    """A hung test ends the run with every thread's traceback instead of stalling CI. (uvloop's loop.close()
+    waits forever for a transport a test leaked, e.g. an asyncpg pool it never closed: asyncio's would warn.)"""
+    faulthandler.dump_traceback_later(TEST_HANG_SECONDS, exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 @dataclass

@@ -15,7 +15,6 @@ from shared.db import Database
 from shared.devstack import free_port
 from tests.replica_helpers import set_apply_delay
 from web.app import create_app
-from web.keys import DB
 
 TASKS = "/api/v1/tasks"
 # Not the default first page: that one is served from the cache, whose fills read the primary (shared/cache.py).

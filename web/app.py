@@ -17,8 +17,9 @@ from shared.config import Settings
 from shared.db import Database
 from shared.storage import storage_from_settings
 from web import middlewares, ratelimit, routes, security_headers
-from web.keys import ARQ, CACHE, DB, REDIS, SETTINGS, STORAGE
+from web.keys import ARQ, CACHE, DB, REDIS, SESSION_CACHE, SETTINGS, STORAGE
 from web.request import MAX_BODY
+from web.session_cache import SessionCache
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -86,6 +87,7 @@ MIDDLEWARES = [
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=list(MIDDLEWARES))
     app[SETTINGS] = settings
+    app[SESSION_CACHE] = SessionCache(settings.session_cache_seconds)  # per process: web/auth.py
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader([TEMPLATES / "pages", TEMPLATES]), autoescape=True)
     app.cleanup_ctx.extend([db_ctx, redis_ctx, storage_ctx, cache_ctx, sampler_ctx])
     ratelimit.setup(app)

@@ -1,7 +1,16 @@
-"""Who is calling: the one place a request becomes an authenticated user (or a 401/403)."""
+"""Who is calling: the one place a request becomes an authenticated user (or a 401/403).
+
+Per request: the JWT (verified once per token string, then remembered until it expires), one Redis
+round trip (MGET of the token's denylist entry and the user's auth version), and, only when this
+process has not seen this session under that auth version, the session check on the primary. Every
+change to a user's sessions sets a new auth version after its commit (``accounts.auth_changed``), so a
+revocation on any process is seen by the very next request on every process. Without Redis the
+session check runs on every request, as before.
+"""
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -11,9 +20,9 @@ from redis.exceptions import RedisError
 
 from shared import accounts
 from shared.errors import Forbidden, Unauthorized
-from shared.security import AccessClaims, decode_access_token
+from shared.security import AccessClaims
 from web import session
-from web.keys import AUTH, DB, REDIS, SETTINGS
+from web.keys import AUTH, DB, REDIS, SESSION_CACHE, SETTINGS
 
 logger = logging.getLogger("app.web.auth")
 DENYLIST_PREFIX = "denylist:jti:"
@@ -41,13 +50,21 @@ def _bearer_token(request: web.Request) -> str:
     return token.strip()
 
 
-async def is_denied(request: web.Request, jti: str) -> bool:
-    """Logged-out tokens sit in Redis until they expire. If Redis is down, the session check still holds."""
+async def _revocation_state(request: web.Request, claims: AccessClaims) -> tuple[bool, bytes | None]:
+    """(denylisted?, the user's auth version) in one round trip; the version is b"" when the user has none
+    yet and None when Redis is unavailable.
+
+    Logged-out tokens sit in the denylist until they expire. If Redis is down the session check still
+    holds, and nothing remembered is trusted: revocations made meanwhile could not publish a version.
+    """
     try:
-        return bool(await request.app[REDIS].exists(DENYLIST_PREFIX + jti))
+        denied, version = await request.app[REDIS].mget(DENYLIST_PREFIX + claims.jti,
+                                                        accounts.AUTH_VERSION_KEY.format(claims.user_id))
     except RedisError:
         logger.warning("token denylist unavailable; relying on the session check", exc_info=True)
-        return False
+        request.app[SESSION_CACHE].forget_sessions()
+        return False, None
+    return denied is not None, version or b""
 
 
 async def deny(request: web.Request, claims: AccessClaims) -> None:
@@ -58,19 +75,44 @@ async def deny(request: web.Request, claims: AccessClaims) -> None:
         logger.warning("could not add token to denylist; its session is revoked anyway", exc_info=True)
 
 
-async def authenticate(request: web.Request) -> AuthContext:
-    """The caller, checked against the denylist and (on the primary) the live session and active user."""
-    cached = request.get(AUTH)
-    if isinstance(cached, AuthContext):
-        return cached
-    claims = await _claims(request)
-    if await is_denied(request, claims.jti):
-        raise Unauthorized("The access token has been revoked")
+async def _live_session_user(request: web.Request, claims: AccessClaims, version: bytes | None) -> dict[str, Any]:
+    cache = request.app[SESSION_CACHE]
+    user = cache.user(claims, version) if version else None
+    if user is not None:
+        return user
     async with request.app[DB].write.acquire() as conn:
         user = await accounts.get_session_user(conn, user_id=claims.user_id, session_id=claims.session_id)
     if user is None:
         raise Unauthorized("The access token has been revoked")
-    context = AuthContext(user=user, claims=claims)
+    if version:
+        cache.remember(claims, version, user)
+    elif version == b"":
+        await _start_versioning(request, claims.user_id)
+    return user
+
+
+async def _start_versioning(request: web.Request, user_id: int) -> None:
+    """The user has no auth version (first use, or Redis restarted or evicted it): create one, so that the
+    next request can remember the session. Random, so no value from before a restart comes back; NX, so a
+    version a concurrent revocation just set is never overwritten. Nothing is remembered this time: the
+    version did not exist when the primary was asked."""
+    try:
+        await request.app[REDIS].set(accounts.AUTH_VERSION_KEY.format(user_id), secrets.token_hex(8), nx=True,
+                                     ex=accounts.AUTH_VERSION_TTL)
+    except RedisError:
+        logger.warning("could not create an auth version for user %s", user_id, exc_info=True)
+
+
+async def authenticate(request: web.Request) -> AuthContext:
+    """The caller, checked against the denylist and (on the primary, unless remembered) the live session."""
+    cached = request.get(AUTH)
+    if isinstance(cached, AuthContext):
+        return cached
+    claims = await _claims(request)
+    denied, version = await _revocation_state(request, claims)
+    if denied:
+        raise Unauthorized("The access token has been revoked")
+    context = AuthContext(user=await _live_session_user(request, claims, version), claims=claims)
     request[AUTH] = context
     return context
 
@@ -83,7 +125,7 @@ async def _claims(request: web.Request) -> AccessClaims:
         claims = session.decode_session(settings, cookie)
         await session.check_csrf(request, settings, claims.session_id)
         return claims
-    return decode_access_token(settings, _bearer_token(request))
+    return request.app[SESSION_CACHE].claims(settings, _bearer_token(request))
 
 
 async def current_user(request: web.Request) -> AuthContext | None:

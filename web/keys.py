@@ -9,6 +9,7 @@ from shared.cache import OwnerCache
 from shared.config import Settings
 from shared.db import Database
 from shared.storage import Storage
+from web.session_cache import SessionCache
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", Database)
@@ -16,6 +17,8 @@ REDIS = web.AppKey("redis", Redis)
 ARQ = web.AppKey("arq", ArqRedis)
 CACHE = web.AppKey("cache", OwnerCache)  # the task list first page and task stats
 STORAGE = web.AppKey("storage", Storage)
+
+SESSION_CACHE = web.AppKey("session_cache", SessionCache)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 AUTH = web.RequestKey("auth", object)  # the request's AuthContext once authenticated

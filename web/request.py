@@ -56,14 +56,18 @@ async def load_json(request: web.Request, schema: Schema, *, required: bool = Tr
 
 def load_query(request: web.Request, schema: Schema) -> dict[str, Any]:
     """Query parameters through ``schema``; fields declared as List collect repeated parameters."""
+    return load_query_pairs(schema, tuple(request.query.items()))
+
+
+def load_query_pairs(schema: Schema, pairs: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """``load_query`` of (name, value) pairs in query-string order (hashable, so callers may memoise)."""
     data: dict[str, Any] = {}
-    for key in request.query.keys():
-        if key in data:
-            continue
-        values = request.query.getall(key)
+    for key, value in pairs:
         field = schema.fields.get(key)
-        is_list = field is not None and field.__class__.__name__ == "List"
-        data[key] = values if is_list else values[-1]
+        if field is not None and field.__class__.__name__ == "List":
+            data.setdefault(key, []).append(value)
+        else:
+            data[key] = value  # the last one wins
     return load(schema, data)
 
 

@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import warnings
 from typing import Any
 
 from arq import Worker, cron, func

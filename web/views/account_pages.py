@@ -13,7 +13,7 @@ from marshmallow import ValidationError
 from shared import accounts
 from shared.errors import Unauthorized
 from web import session
-from web.keys import DB, SETTINGS
+from web.keys import DB, REDIS, SETTINGS
 from web.schemas import validate_password
 from web.views.pages import render
 
@@ -39,7 +39,7 @@ async def submit_verify_email(request: web.Request) -> web.Response:
     await session.check_csrf(request, request.app[SETTINGS], None)
     token = _token(await request.post())
     try:
-        await accounts.verify_email(request.app[DB], token=token)
+        await accounts.verify_email(request.app[DB], request.app[REDIS], token=token)
     except Unauthorized:
         context = {"error": "This link is invalid, already used or expired. Ask for a new one."}
         return render(request, "verify_email.html", context, status=422)
@@ -56,7 +56,8 @@ async def submit_reset_password(request: web.Request) -> web.Response:
     token, password = _token(form), str(form.get("password", ""))
     try:
         validate_password(password)
-        await accounts.confirm_password_reset(request.app[DB], request.app[SETTINGS], token=token, password=password)
+        await accounts.confirm_password_reset(request.app[DB], request.app[REDIS], request.app[SETTINGS],
+                                              token=token, password=password)
     except ValidationError as exc:
         return _reset_error(request, token, " ".join(map(str, exc.messages)))
     except Unauthorized:

@@ -7,7 +7,7 @@ from marshmallow import Schema, fields, validate
 from shared import accounts, admin
 from shared.errors import NotFound
 from web.auth import require_admin
-from web.keys import DB, SETTINGS
+from web.keys import DB, REDIS, SETTINGS
 from web.openapi import api, ok
 from web.request import json_response, load_json, load_query
 from web.schemas import JsonBoolean, QueryBoolean, Text, UserOutSchema, UserPageSchema, cursor_field, limit_field
@@ -73,6 +73,7 @@ async def update_user(request: web.Request) -> web.Response:
     changes = await load_json(request, AdminUserUpdateSchema())
     async with request.app[DB].write.acquire() as conn, conn.transaction():
         user = await admin.update_user(conn, user_id=_user_id(request), acting_admin_id=auth.user_id, **changes)
+    await accounts.auth_changed(request.app[REDIS], user["id"])  # after the commit: role and is_active changed
     return json_response(user)
 
 

@@ -8,7 +8,7 @@ from shared import accounts
 from shared.errors import Unauthorized
 from web import ratelimit
 from web.auth import authenticate, deny
-from web.keys import ARQ, DB, SETTINGS
+from web.keys import ARQ, DB, REDIS, SETTINGS
 from web.openapi import api, ok
 from web.request import json_response, load_json
 from web.schemas import EmailField, PasswordField, Text, TokenPairSchema, TrimmedSchema, UserOutSchema
@@ -100,7 +100,7 @@ async def refresh(request: web.Request) -> web.Response:
     Any string that is not a live refresh token is 401; only a missing or non-string one is 422.
     """
     data = await load_json(request, RefreshSchema())
-    pair = await accounts.refresh(request.app[DB], request.app[SETTINGS], **data)
+    pair = await accounts.refresh(request.app[DB], request.app[REDIS], request.app[SETTINGS], **data)
     return json_response(pair.as_dict(), headers={"Cache-Control": "no-store"})
 
 
@@ -109,7 +109,8 @@ async def logout(request: web.Request) -> web.Response:
     """End this login: the access token is refused from now on, the refresh token revoked."""
     auth = await authenticate(request)
     data = await load_json(request, LogoutSchema(), required=False)
-    await accounts.logout(request.app[DB], user_id=auth.user_id, session_id=auth.claims.session_id, **data)
+    await accounts.logout(request.app[DB], request.app[REDIS], user_id=auth.user_id,
+                          session_id=auth.claims.session_id, **data)
     await deny(request, auth.claims)
     return web.Response(status=204)
 
@@ -118,7 +119,7 @@ async def logout(request: web.Request) -> web.Response:
 async def verify_email(request: web.Request) -> web.Response:
     """Confirm an email address with the token from the verification mail (401 if it is not live)."""
     data = await load_json(request, VerifyEmailSchema())
-    await accounts.verify_email(request.app[DB], **data)
+    await accounts.verify_email(request.app[DB], request.app[REDIS], **data)
     return web.Response(status=204)
 
 
@@ -137,7 +138,7 @@ async def request_password_reset(request: web.Request) -> web.Response:
 async def confirm_password_reset(request: web.Request) -> web.Response:
     """Set a new password with the mailed token (401 if it is not live); every session of the user ends."""
     data = await load_json(request, PasswordResetConfirmSchema())
-    await accounts.confirm_password_reset(request.app[DB], request.app[SETTINGS], **data)
+    await accounts.confirm_password_reset(request.app[DB], request.app[REDIS], request.app[SETTINGS], **data)
     return web.Response(status=204)
 
 

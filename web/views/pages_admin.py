@@ -5,10 +5,10 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from shared import admin
+from shared import accounts, admin
 from shared.errors import Conflict, Forbidden, ValidationFailed
 from web.auth import AuthContext
-from web.keys import DB, SETTINGS
+from web.keys import DB, REDIS, SETTINGS
 from web.views.admin import AdminUserQuerySchema, AdminUserUpdateSchema
 from web.views.pages import field_errors, form_data, load_form, page_user, present, redirect, render, safe_next
 
@@ -55,6 +55,7 @@ async def update_user(request: web.Request) -> web.Response:
                                            **changes)
     except Conflict as exc:
         return redirect(request, back, exc.detail, "error")
+    await accounts.auth_changed(request.app[REDIS], user["id"])  # after the commit: role and is_active changed
     state = "active" if user["is_active"] else "deactivated (signed out everywhere)"
     return redirect(request, back, f"{user['email']} is now {user['role']}, {state}.")
 

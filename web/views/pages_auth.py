@@ -7,7 +7,7 @@ from shared import accounts
 from shared.errors import AppError, Forbidden, Unauthorized, ValidationFailed
 from web import ratelimit, session
 from web.auth import current_user, deny
-from web.keys import ARQ, DB, SETTINGS
+from web.keys import ARQ, DB, REDIS, SETTINGS
 from web.views.auth import LoginSchema, RegisterSchema
 from web.views.pages import field_errors, form_data, load_form, page_user, redirect, render, safe_next
 from web.views.users import UserUpdateSchema
@@ -97,8 +97,8 @@ async def submit_logout(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     auth = await current_user(request)  # checks the CSRF token when signed in
     if auth is not None:
-        await accounts.logout(request.app[DB], user_id=auth.user_id, session_id=auth.claims.session_id,
-                              refresh_token=None)
+        await accounts.logout(request.app[DB], request.app[REDIS], user_id=auth.user_id,
+                              session_id=auth.claims.session_id, refresh_token=None)
         await deny(request, auth.claims)
     response = redirect(request, "/login", "You are signed out.")
     session.clear_session_cookie(response, settings)
@@ -119,7 +119,7 @@ async def submit_account(request: web.Request) -> web.Response:
     changes = {name: str(form.get(name, "")) for name in fields}
     try:
         data = load_form(UPDATE_SCHEMA, changes)
-        await accounts.update_me(request.app[DB], request.app[SETTINGS], user_id=auth.user_id,
+        await accounts.update_me(request.app[DB], request.app[REDIS], request.app[SETTINGS], user_id=auth.user_id,
                                  session_id=auth.claims.session_id, changes=data)
     except ValidationFailed as exc:
         values = {"name": changes["name"] if action == "name" else auth.user["name"]}
@@ -135,6 +135,7 @@ async def sign_out_everywhere(request: web.Request) -> web.Response:
     auth = await page_user(request)
     async with request.app[DB].write.acquire() as conn:
         await accounts.revoke_all_sessions(conn, user_id=auth.user_id, reason="sign_out_everywhere")
+    await accounts.auth_changed(request.app[REDIS], auth.user_id)  # after the commit: every process forgets
     await deny(request, auth.claims)
     response = redirect(request, "/login", "You are signed out on every device.")
     session.clear_session_cookie(response, request.app[SETTINGS])

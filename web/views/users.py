@@ -8,7 +8,7 @@ from marshmallow import ValidationError, validate, validates_schema
 
 from shared import accounts
 from web.auth import authenticate
-from web.keys import DB, SETTINGS
+from web.keys import DB, REDIS, SETTINGS
 from web.openapi import api, ok
 from web.request import json_response, load_json
 from web.schemas import PasswordField, Text, TrimmedSchema, UserOutSchema
@@ -43,7 +43,7 @@ async def update_me(request: web.Request) -> web.Response:
     """
     auth = await authenticate(request)
     changes = await load_json(request, UserUpdateSchema())
-    user = await accounts.update_me(request.app[DB], request.app[SETTINGS], user_id=auth.user_id,
+    user = await accounts.update_me(request.app[DB], request.app[REDIS], request.app[SETTINGS], user_id=auth.user_id,
                                     session_id=auth.claims.session_id, changes=changes)
     return json_response(user)
 
