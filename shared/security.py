@@ -134,18 +134,25 @@ def create_access_token(settings: Settings, *, user_id: int, session_id: str) ->
     return jwt.encode(payload, settings.secret_key, algorithm=JWT_ALGORITHM), claims
 
 
-def decode_access_token(settings: Settings, token: str) -> AccessClaims:
+def decode_claims(settings: Settings, token: str, *, typ: str, expired: str, invalid: str) -> AccessClaims:
+    """The claims of one of our signed tokens of kind ``typ`` (``access``, or ``browser`` for the session
+    cookie); Unauthorized with ``expired`` or ``invalid`` as its detail otherwise."""
     try:
         payload = jwt.decode(token, settings.secret_key, algorithms=[JWT_ALGORITHM],
                              options={"require": ["sub", "sid", "jti", "exp", "iat"]})
     except jwt.ExpiredSignatureError:
-        raise Unauthorized("The access token has expired") from None
+        raise Unauthorized(expired) from None
     except jwt.InvalidTokenError:
-        raise Unauthorized("The access token is invalid") from None
-    if payload.get("typ") != "access" or not str(payload["sub"]).isdigit() or not _is_uuid(payload["sid"]):
-        raise Unauthorized("The access token is invalid")
-    return AccessClaims(user_id=int(payload["sub"]), session_id=str(payload["sid"]), jti=str(payload["jti"]),
-                        expires_at=int(payload["exp"]))
+        raise Unauthorized(invalid) from None
+    if payload.get("typ") != typ or not str(payload["sub"]).isdigit() or not _is_uuid(payload["sid"]):
+        raise Unauthorized(invalid)
+    return AccessClaims(user_id=int(payload["sub"]), session_id=str(uuid.UUID(str(payload["sid"]))),
+                        jti=str(payload["jti"]), expires_at=int(payload["exp"]))
+
+
+def decode_access_token(settings: Settings, token: str) -> AccessClaims:
+    return decode_claims(settings, token, typ="access", expired="The access token has expired",
+                         invalid="The access token is invalid")
 
 
 def _is_uuid(value: object) -> bool:

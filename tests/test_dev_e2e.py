@@ -49,24 +49,32 @@ def _drain(process: subprocess.Popen) -> str:
     return process.communicate(timeout=30)[0]
 
 
-@pytest.fixture
-def dev_process(tmp_path: Path):
+def run_dev_process(tmp_path: Path, *options: str, stop_timeout: float = 30):
+    """`taskdeck dev` as a child process on a free port, on embedded servers only (real-server variables
+    removed); yields (process, base URL, var dir) and stops it with Ctrl-C (SIGINT) afterwards."""
     var = tmp_path / "var"
     tmp_path.chmod(0o755)
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SMTP_URL", "SECRET_KEY")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL", "DATABASE_REPLICA_URLS", "REDIS_URL", "SMTP_URL", "SECRET_KEY")}
     env["BCRYPT_ROUNDS"] = "4"
-    process = subprocess.Popen([sys.executable, "-m", "shared.cli", "dev", "--port", str(port), "--var", str(var)],
-                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen([sys.executable, "-m", "shared.cli", "dev", "--port", str(port), "--var", str(var),
+                                *options], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
     try:
         yield process, f"http://127.0.0.1:{port}", var
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
             try:
-                process.wait(timeout=30)
+                process.wait(timeout=stop_timeout)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+@pytest.fixture
+def dev_process(tmp_path: Path):
+    yield from run_dev_process(tmp_path)
 
 
 def test_dev_runs_the_whole_system_and_stops_cleanly(dev_process):

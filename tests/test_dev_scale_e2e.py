@@ -8,16 +8,14 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from shared.devstack import PostgresServer, free_port
-from tests.test_dev_e2e import _http, _wait_for
+from shared.devstack import PostgresServer
+from tests.test_dev_e2e import _http, _wait_for, run_dev_process
 
 
 def _reads(base: str, target: str) -> float:
@@ -32,23 +30,7 @@ def _children(pid: int) -> list[int]:
 
 @pytest.fixture
 def scaled_dev(tmp_path: Path):
-    var, port = tmp_path / "var", free_port()
-    tmp_path.chmod(0o755)
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "DATABASE_REPLICA_URLS", "REDIS_URL", "SMTP_URL", "SECRET_KEY")}
-    env["BCRYPT_ROUNDS"] = "4"
-    process = subprocess.Popen([sys.executable, "-m", "shared.cli", "dev", "--port", str(port), "--var", str(var),
-                                "--replica", "--web-procs", "2", "--worker-procs", "2"],
-                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        yield process, f"http://127.0.0.1:{port}", var
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    yield from run_dev_process(tmp_path, "--replica", "--web-procs", "2", "--worker-procs", "2", stop_timeout=60)
 
 
 def test_the_scaled_out_topology_on_one_machine(scaled_dev):

@@ -24,8 +24,8 @@ import jwt
 from aiohttp import web
 
 from shared.config import Settings
-from shared.errors import Forbidden, Unauthorized
-from shared.security import JWT_ALGORITHM, AccessClaims
+from shared.errors import Forbidden
+from shared.security import JWT_ALGORITHM, AccessClaims, decode_claims
 from web.keys import SETTINGS
 
 SESSION_COOKIE = "taskdeck_session"
@@ -59,19 +59,8 @@ def session_token(settings: Settings, *, user_id: int, session_id: str) -> str:
 
 def decode_session(settings: Settings, token: str) -> AccessClaims:
     """The claims of a session cookie; Unauthorized when it is forged, expired or not a browser token."""
-    try:
-        payload = jwt.decode(token, settings.secret_key, algorithms=[JWT_ALGORITHM],
-                             options={"require": ["sub", "sid", "jti", "exp", "iat"]})
-    except jwt.InvalidTokenError:
-        raise Unauthorized("The session has expired; sign in again") from None
-    if payload.get("typ") != "browser" or not str(payload["sub"]).isdigit():
-        raise Unauthorized("The session cookie is invalid; sign in again")
-    try:
-        session_id = str(uuid.UUID(str(payload["sid"])))
-    except ValueError:
-        raise Unauthorized("The session cookie is invalid; sign in again") from None
-    return AccessClaims(user_id=int(payload["sub"]), session_id=session_id, jti=str(payload["jti"]),
-                        expires_at=int(payload["exp"]))
+    return decode_claims(settings, token, typ="browser", expired="The session has expired; sign in again",
+                         invalid="The session cookie is invalid; sign in again")
 
 
 def set_session_cookie(response: web.StreamResponse, settings: Settings, *, user_id: int, session_id: str) -> None:
