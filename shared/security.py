@@ -161,3 +161,12 @@ def _is_uuid(value: object) -> bool:
     except ValueError:
         return False
     return True
+
+
+def bearer_matches(authorization: str, expected: str | None) -> bool:
+    """True when ``expected`` is set and the Authorization header is ``Bearer <expected>`` (METRICS_TOKEN)."""
+    scheme, _, token = authorization.partition(" ")
+    if not expected or scheme.lower() != "bearer":
+        return False
+    # Bytes, so a non-ASCII header is a mismatch rather than compare_digest's TypeError.
+    return hmac.compare_digest(token.strip().encode("utf-8", "surrogateescape"), expected.encode())

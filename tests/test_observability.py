@@ -243,3 +243,21 @@ def test_several_processes_are_merged(tmp_path: Path) -> None:
     text = merged(pids[0])
     assert [s.value for s in samples(text, "taskdeck_db_pool_size")] == [3.0]
     assert [s.value for s in samples(text, "taskdeck_http_requests_total") if s.labels["route"] == "/health"] == [2.0]
+
+
+async def test_worker_metrics_endpoint_needs_the_metrics_token_when_set() -> None:
+    from worker.metrics_server import serve_metrics
+
+    port, token = free_port(), "ops-token-0123456789abcdef"
+    runner = await serve_metrics(port, host="127.0.0.1", token=token)
+    try:
+        async with aiohttp.ClientSession() as session:
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Bearer é"}):
+                async with session.get(f"http://127.0.0.1:{port}/metrics", headers=headers) as response:
+                    assert response.status == 401 and response.headers["WWW-Authenticate"] == "Bearer"
+                    assert response.content_type == "application/problem+json"
+            async with session.get(f"http://127.0.0.1:{port}/metrics",
+                                   headers={"Authorization": f"Bearer {token}"}) as response:
+                assert response.status == 200 and "taskdeck_" in await response.text()
+    finally:
+        await runner.cleanup()

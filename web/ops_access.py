@@ -5,23 +5,18 @@ balancer or orchestrator needs), but no host names, latencies, counts or error n
 """
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from aiohttp import web
 
 from shared.errors import Unauthorized
+from shared.security import bearer_matches
 from web.keys import SETTINGS
 
 
 def presents_ops_token(request: web.Request) -> bool:
     """True when METRICS_TOKEN is set and the request carries it as ``Authorization: Bearer``."""
-    expected = request.app[SETTINGS].metrics_token
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if not expected or scheme.lower() != "bearer":
-        return False
-    # Bytes, so a non-ASCII header is a mismatch rather than compare_digest's TypeError.
-    return hmac.compare_digest(token.strip().encode("utf-8", "surrogateescape"), expected.encode())
+    return bearer_matches(request.headers.get("Authorization", ""), request.app[SETTINGS].metrics_token)
 
 
 def require_ops_token(request: web.Request) -> None:

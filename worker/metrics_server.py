@@ -11,16 +11,28 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared import metrics
+from shared.security import bearer_matches
+
+TOKEN = web.AppKey("metrics_token", str)
 
 
 async def get_metrics(request: web.Request) -> web.Response:
+    """Like the web tier's /metrics: with METRICS_TOKEN set, only for ``Authorization: Bearer <token>``."""
+    token = request.app.get(TOKEN)
+    if token and not bearer_matches(request.headers.get("Authorization", ""), token):
+        return web.json_response({"type": "about:blank", "title": "Unauthorized", "status": 401,
+                                  "detail": "This endpoint needs Authorization: Bearer <METRICS_TOKEN>"},
+                                 status=401, content_type="application/problem+json",
+                                 headers={"WWW-Authenticate": "Bearer"})
     response = web.Response(body=generate_latest(metrics.registry()))
     response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
     return response
 
 
-async def serve_metrics(port: int, host: str = "0.0.0.0") -> web.AppRunner:
+async def serve_metrics(port: int, host: str = "0.0.0.0", token: str | None = None) -> web.AppRunner:
     app = web.Application()
+    if token:
+        app[TOKEN] = token
     app.router.add_get("/metrics", get_metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

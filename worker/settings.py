@@ -50,7 +50,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["db"] = await Database.connect(settings)
     ctx["sampler"] = observe.start(ctx["db"], ctx["redis"], worker=True)
     if settings.worker_metrics_port:
-        ctx["metrics_runner"] = await serve_metrics(settings.worker_metrics_port)
+        ctx["metrics_runner"] = await serve_metrics(settings.worker_metrics_port, token=settings.metrics_token)
     logger.info("worker started (environment=%s, smtp=%s)", settings.environment,
                 "configured" if settings.smtp else "NOT configured: mails stay queued")
 
