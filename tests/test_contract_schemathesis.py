@@ -7,7 +7,7 @@ from typing import Any, Iterator
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from schemathesis.core.failures import Failure, FailureGroup
 
 from tests.live_server import LiveServer
@@ -17,6 +17,7 @@ HYPOTHESIS = settings(max_examples=MAX_EXAMPLES, derandomize=True, deadline=None
                       suppress_health_check=list(HealthCheck))
 EXCLUDED = ["positive_data_acceptance"]
 PASSWORD = "correct horse battery"
+REQUEST_TIMEOUT = 60
 
 
 @pytest.fixture
@@ -51,13 +52,13 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 @schema.parametrize()
 @HYPOTHESIS
 def test_every_operation_keeps_the_contract_for_a_user(case: Any, live: LiveServer, callers: dict[str, int]) -> None:
-    case.call_and_validate(headers=live.bearer(callers["user"]))
+    case.call_and_validate(headers=live.bearer(callers["user"]), timeout=REQUEST_TIMEOUT)
 
 
 @schema.parametrize()
 @HYPOTHESIS
 def test_every_operation_keeps_the_contract_for_an_admin(case: Any, live: LiveServer, callers: dict[str, int]) -> None:
-    case.call_and_validate(headers=live.bearer(callers["admin"]))
+    case.call_and_validate(headers=live.bearer(callers["admin"]), timeout=REQUEST_TIMEOUT)
 
 
 @pytest.mark.parametrize("role", ["user", "admin"])
@@ -67,7 +68,8 @@ def test_stateful_sequences_keep_the_contract(role: str, live: LiveServer, calle
 
     class Workflow(api.as_state_machine()):  # type: ignore[misc]
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
-            return {"headers": live.bearer(callers[role])}
+            # A generous timeout: on a loaded CI box a slow answer is not a contract failure.
+            return {"headers": live.bearer(callers[role]), "timeout": REQUEST_TIMEOUT}
 
         def validate_response(self, response: Any, case: Any, *args: Any, **kwargs: Any) -> None:
             # Collected, not raised: a sequence replayed against a server whose state moved on draws
@@ -77,5 +79,8 @@ def test_stateful_sequences_keep_the_contract(role: str, live: LiveServer, calle
             except (Failure, FailureGroup) as exc:
                 failures.append(f"{case.method} {case.formatted_path}: {exc}")
 
-    Workflow.run(settings=settings(HYPOTHESIS, max_examples=MAX_EXAMPLES, stateful_step_count=6))
+    # Generate only: no replay or shrinking, whose re-drawn sequences meet a server whose state moved on
+    # (hypothesis then reports FlakyStrategyDefinition instead of what really went wrong).
+    Workflow.run(settings=settings(HYPOTHESIS, max_examples=MAX_EXAMPLES, stateful_step_count=6,
+                                   phases=[Phase.generate]))
     assert not failures, "\n\n".join(failures)

@@ -130,6 +130,15 @@ async def test_without_the_setting_asyncpgs_statement_cache_breaks_behind_pgboun
         finally:
             await database.close()
 
-    with pytest.raises(asyncpg.PostgresError, match="prepared statement"):
-        await run("none")
-    await run("pgbouncer")
+    # Whether two clients' statements meet on one server connection depends on scheduling: a few tries
+    # (on a loaded box one run can happen to stay on one server connection per client).
+    broke = []
+    for _ in range(5):
+        try:
+            await run("none")
+        except asyncpg.PostgresError as exc:
+            broke.append(exc)
+            break
+    assert broke and "prepared statement" in str(broke[0])
+    for _ in range(5):
+        await run("pgbouncer")
