@@ -26,6 +26,9 @@ from web.keys import AUTH, DB, REDIS, SESSION_CACHE, SETTINGS
 
 logger = logging.getLogger("app.web.auth")
 DENYLIST_PREFIX = "denylist:jti:"
+# (jti, denylist entry, auth version) as read by the rate limiter's round trip for this request
+# (web/ratelimit.py), so that authenticating costs no Redis round trip of its own.
+PREFETCHED = web.RequestKey("auth_prefetched", tuple)
 
 
 @dataclass(frozen=True)
@@ -50,16 +53,30 @@ def _bearer_token(request: web.Request) -> str:
     return token.strip()
 
 
+def revocation_keys(claims: AccessClaims) -> tuple[str, str]:
+    """The Redis keys ``authenticate`` reads: the token's denylist entry and the user's auth version."""
+    return DENYLIST_PREFIX + claims.jti, accounts.AUTH_VERSION_KEY.format(claims.user_id)
+
+
+def prefetched(request: web.Request, claims: AccessClaims, values: list[bytes | None]) -> None:
+    """Hand ``authenticate`` the values of ``revocation_keys(claims)`` read during this request."""
+    request[PREFETCHED] = (claims.jti, *values)
+
+
 async def _revocation_state(request: web.Request, claims: AccessClaims) -> tuple[bool, bytes | None]:
     """(denylisted?, the user's auth version) in one round trip; the version is b"" when the user has none
     yet and None when Redis is unavailable.
 
-    Logged-out tokens sit in the denylist until they expire. If Redis is down the session check still
-    holds, and nothing remembered is trusted: revocations made meanwhile could not publish a version.
+    The round trip is the rate limiter's when it already read these keys for this token in this request
+    (before the handler ran: as fresh as a read of our own). Logged-out tokens sit in the denylist until
+    they expire. If Redis is down the session check still holds, and nothing remembered is trusted:
+    revocations made meanwhile could not publish a version.
     """
+    early = request.pop(PREFETCHED, None)
+    if early is not None and early[0] == claims.jti:
+        return early[1] is not None, early[2] or b""
     try:
-        denied, version = await request.app[REDIS].mget(DENYLIST_PREFIX + claims.jti,
-                                                        accounts.AUTH_VERSION_KEY.format(claims.user_id))
+        denied, version = await request.app[REDIS].mget(*revocation_keys(claims))
     except RedisError:
         logger.warning("token denylist unavailable; relying on the session check", exc_info=True)
         request.app[SESSION_CACHE].forget_sessions()
