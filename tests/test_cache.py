@@ -178,3 +178,36 @@ async def test_reads_stay_correct_with_redis_down(aiohttp_client: Any, settings:
         assert counter("taskdeck_cache_errors_total", "task_list") == errors + 1
     finally:
         own.stop()
+
+
+async def test_a_hit_is_one_round_trip_and_an_older_fill_never_wins(settings: Settings) -> None:
+    redis = Redis.from_url(settings.redis_url)
+    cache = OwnerCache(redis, ttl=60)
+    try:
+        async def answer(text: str) -> tuple[str, None]:
+            return text, None
+
+        assert await cache.get(11, "task_list", lambda: answer("first")) == "first"
+        sent = 0
+        original = redis.execute_command
+
+        async def counting(*args: Any, **kwargs: Any) -> Any:
+            nonlocal sent
+            sent += 1
+            return await original(*args, **kwargs)
+
+        redis.execute_command = counting  # type: ignore[method-assign]
+        try:
+            assert await cache.get(11, "task_list", lambda: answer("unused")) == "first"
+        finally:
+            redis.execute_command = original  # type: ignore[method-assign]
+        assert sent == 1
+        # A fill that read its token before a write and stores after a newer fill: it lands, but with
+        # the old token, so the next read misses instead of serving the pre-write rows.
+        old_token = await redis.get(OwnerCache._version_key(11))
+        await cache.invalidate(11)
+        assert await cache.get(11, "task_list", lambda: answer("after")) == "after"
+        await redis.set("taskdeck:cache:11:task_list:", old_token + b"\nbefore", ex=60)
+        assert await cache.get(11, "task_list", lambda: answer("after again")) == "after again"
+    finally:
+        await redis.aclose()

@@ -21,8 +21,15 @@ from web.app import create_app
 ME = "/api/v1/users/me"
 
 
-@pytest.fixture
-async def two(aiohttp_client, settings):
+# With the limiter on, the denylist and auth version come from the rate limiter's pipeline
+# (web/ratelimit.py) instead of the auth check's own MGET: every revocation below must hold on both paths.
+LIMITER_ON = dict(rate_limits=True, rate_limit_api="100000/minute", rate_limit_login="100000 per 15 minutes",
+                  rate_limit_auth_address="100000 per 15 minutes", rate_limit_auth_email="100000/hour")
+
+
+@pytest.fixture(params=[False, True], ids=["limiter off", "limiter on"])
+async def two(request, aiohttp_client, settings):
+    settings = settings.with_(**LIMITER_ON) if request.param else settings
     return await aiohttp_client(create_app(settings)), await aiohttp_client(create_app(settings))
 
 
