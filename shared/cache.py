@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Mapping
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -62,22 +62,33 @@ class OwnerCache:
         await self.redis.set(key, secrets.token_hex(8), nx=True, ex=VERSION_TTL)
         return await self.redis.get(key)
 
-    async def get(self, owner_id: int, name: str, fill: Fill, *, variant: str = "") -> str:
+    def keys(self, owner_id: int, name: str, variant: str = "") -> tuple[str, str]:
+        """The two keys ``get`` reads: the owner's version token and the entry."""
+        return self._version_key(owner_id), f"taskdeck:cache:{owner_id}:{name}:{variant}"
+
+    async def get(self, owner_id: int, name: str, fill: Fill, *, variant: str = "",
+                  early: Mapping[str, bytes | None] | None = None) -> str:
         """The cached ``name`` of ``owner_id``, or ``fill()``'s answer (then stored for the next caller).
 
         :param name: what is cached (also the metrics label: keep it a constant)
         :param variant: what else the answer depends on (e.g. the page size)
+        :param early: values of ``keys(...)`` this request already read (it saves the round trip); read
+            before the fill, like our own read, so the same order argument holds
         """
         if not self.enabled:
             return (await fill())[0]
         if self.pending:
             await self.flush()
+            early = None  # the flush may just have replaced a token read before it
         if owner_id in self.pending:  # an invalidation has not reached Redis: the cache is suspect
             metrics.CACHE_MISSES.labels(name).inc()
             return (await fill())[0]
-        version_key, key = self._version_key(owner_id), f"taskdeck:cache:{owner_id}:{name}:{variant}"
+        version_key, key = self.keys(owner_id, name, variant)
         try:
-            token, cached = await self.redis.mget(version_key, key)
+            if early is not None and version_key in early and key in early:
+                token, cached = early[version_key], early[key]
+            else:
+                token, cached = await self.redis.mget(version_key, key)
             if token is None:
                 token, cached = await self._new_token(version_key), None
         except ERRORS:

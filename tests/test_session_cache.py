@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from shared import accounts
 from shared.security import create_access_token
-from tests.helpers import assert_problem, bearer, login, mailed_tokens, register, request_reset
+from tests.helpers import LIMITER_ON, assert_problem, bearer, login, mailed_tokens, register, request_reset
 from web.app import create_app
 
 ME = "/api/v1/users/me"
@@ -23,10 +23,6 @@ ME = "/api/v1/users/me"
 
 # With the limiter on, the denylist and auth version come from the rate limiter's pipeline
 # (web/ratelimit.py) instead of the auth check's own MGET: every revocation below must hold on both paths.
-LIMITER_ON = dict(rate_limits=True, rate_limit_api="100000/minute", rate_limit_login="100000 per 15 minutes",
-                  rate_limit_auth_address="100000 per 15 minutes", rate_limit_auth_email="100000/hour")
-
-
 @pytest.fixture(params=[False, True], ids=["limiter off", "limiter on"])
 async def two(request, aiohttp_client, settings):
     settings = settings.with_(**LIMITER_ON) if request.param else settings

@@ -22,13 +22,10 @@ from shared import accounts
 from shared.errors import Forbidden, Unauthorized
 from shared.security import AccessClaims
 from web import session
-from web.keys import AUTH, DB, REDIS, SESSION_CACHE, SETTINGS
+from web.keys import AUTH, DB, REDIS, REDIS_READ, SESSION_CACHE, SETTINGS
 
 logger = logging.getLogger("app.web.auth")
 DENYLIST_PREFIX = "denylist:jti:"
-# (jti, denylist entry, auth version) as read by the rate limiter's round trip for this request
-# (web/ratelimit.py), so that authenticating costs no Redis round trip of its own.
-PREFETCHED = web.RequestKey("auth_prefetched", tuple)
 
 
 @dataclass(frozen=True)
@@ -58,11 +55,6 @@ def revocation_keys(claims: AccessClaims) -> tuple[str, str]:
     return DENYLIST_PREFIX + claims.jti, accounts.AUTH_VERSION_KEY.format(claims.user_id)
 
 
-def prefetched(request: web.Request, claims: AccessClaims, values: list[bytes | None]) -> None:
-    """Hand ``authenticate`` the values of ``revocation_keys(claims)`` read during this request."""
-    request[PREFETCHED] = (claims.jti, *values)
-
-
 async def _revocation_state(request: web.Request, claims: AccessClaims) -> tuple[bool, bytes | None]:
     """(denylisted?, the user's auth version) in one round trip; the version is b"" when the user has none
     yet and None when Redis is unavailable.
@@ -72,11 +64,12 @@ async def _revocation_state(request: web.Request, claims: AccessClaims) -> tuple
     they expire. If Redis is down the session check still holds, and nothing remembered is trusted:
     revocations made meanwhile could not publish a version.
     """
-    early = request.pop(PREFETCHED, None)
-    if early is not None and early[0] == claims.jti:
-        return early[1] is not None, early[2] or b""
+    keys = revocation_keys(claims)
+    early = request.get(REDIS_READ)
+    if early is not None and keys[0] in early and keys[1] in early:  # the denylist key names this token
+        return early[keys[0]] is not None, early[keys[1]] or b""
     try:
-        denied, version = await request.app[REDIS].mget(*revocation_keys(claims))
+        denied, version = await request.app[REDIS].mget(*keys)
     except RedisError:
         logger.warning("token denylist unavailable; relying on the session check", exc_info=True)
         request.app[SESSION_CACHE].forget_sessions()

@@ -24,7 +24,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 import limits
 from aiohttp import web
@@ -40,7 +40,7 @@ from shared.config import Settings
 from shared.errors import RateLimited, Unauthorized
 from shared.security import AccessClaims
 from web import auth
-from web.keys import REDIS, SESSION_CACHE, SETTINGS
+from web.keys import REDIS, REDIS_READ, SESSION_CACHE, SETTINGS
 
 logger = logging.getLogger("app.web.ratelimit")
 STORAGE_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
@@ -50,6 +50,9 @@ KEY_PREFIX = "taskdeck:rl"
 AUTH_ADDRESS_ROUTES = frozenset({"auth-login", "auth-register", "auth-password-reset",
                                  "auth-password-reset-confirm", "auth-verify-email"})
 JOB_ROUTES = frozenset({"exports-create", "reports-create"})
+# Route name -> the Redis keys its handler will read that the token alone can name (e.g. the caller's
+# cached first page): read in the limiter's round trip too, so that the handler needs none of its own.
+EARLY_READS: dict[str, Callable[[web.Request, AccessClaims], tuple[str, ...]]] = {}
 
 
 @dataclass(frozen=True)
@@ -189,7 +192,7 @@ async def check(request: web.Request, tier: str, key: str) -> None:
 
 
 async def _api_hit_and_auth_reads(request: web.Request, limiter: Limiter, claims: AccessClaims) -> None:
-    """The per-user ``api`` tier and the auth check's Redis reads in ONE pipeline (one round trip).
+    """The per-user ``api`` tier, the auth check's Redis reads and the route's EARLY_READS in ONE pipeline.
 
     The strategy stays the ``limits`` library's moving window: its own two Lua scripts (the hit, then the
     window stats that ``strategy.hit`` + ``strategy.get_window_stats`` would send one after the other) run
@@ -206,7 +209,9 @@ async def _api_hit_and_auth_reads(request: web.Request, limiter: Limiter, claims
     pipe = limiter.redis.pipeline(transaction=False)
     pipe.evalsha(bridge.lua_acquire_moving_window.sha, 1, key, now, item.amount, expiry, 1)
     pipe.evalsha(bridge.lua_moving_window.sha, 1, key, now - expiry, item.amount)
-    pipe.mget(*auth.revocation_keys(claims))
+    early = EARLY_READS.get(request.match_info.route.name)
+    keys = [*auth.revocation_keys(claims), *(early(request, claims) if early else ())]
+    pipe.mget(*keys)
     try:
         acquired, window, values = await pipe.execute(raise_on_error=False)
         if isinstance(acquired, NoScriptError):
@@ -223,8 +228,8 @@ async def _api_hit_and_auth_reads(request: web.Request, limiter: Limiter, claims
     except STORAGE_ERRORS:
         limiter.storage_failed()
         return  # fail open; authenticate() reads the denylist itself (and handles Redis being down)
-    if not isinstance(values, Exception):
-        auth.prefetched(request, claims, values)
+    if not isinstance(values, Exception):  # else each reader reads (and handles the error) itself
+        request[REDIS_READ] = dict(zip(keys, values))
     usage = _record(request, "api", stats)
     if not acquired:
         raise _reject("api", usage)
