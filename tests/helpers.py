@@ -57,3 +57,10 @@ def mailed_tokens(stack: Any, path: str) -> list[str]:
         text = message.get_body(("plain",)).get_content()
         found += re.findall(re.escape(path) + r"\?token=([A-Za-z0-9_-]+)", text)
     return found
+
+
+# Rate limits on but out of reach: the limiter's pipeline (web/ratelimit.py) then also reads the denylist,
+# the auth version and the cached first page for the handler, a path that must be exactly as correct.
+LIMITER_ON = dict(rate_limits=True, rate_limit_api="100000/minute", rate_limit_login="100000 per 15 minutes",
+                  rate_limit_auth_address="100000 per 15 minutes", rate_limit_auth_email="100000/hour",
+                  rate_limit_jobs="100000/hour")

@@ -7,13 +7,16 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import pytest
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from shared.cache import OwnerCache
 from shared.config import Settings
 from shared.devstack import RedisServer, free_port
+from tests.helpers import LIMITER_ON
 from web.app import create_app
+from web.keys import REDIS
 
 
 def counter(name: str, cache: str) -> float:
@@ -43,8 +46,10 @@ async def test_second_read_is_a_hit(client: Any, make_user: Any) -> None:
     assert counter("taskdeck_cache_hits_total", "task_list") == hits + 1
 
 
+@pytest.mark.parametrize("limiter", [False, True], ids=["own reads", "read in the limiter's round trip"])
 async def test_every_write_path_is_seen_at_once_on_two_apps(aiohttp_client: Any, settings: Settings,
-                                                            make_user: Any) -> None:
+                                                            make_user: Any, limiter: bool) -> None:
+    settings = settings.with_(**LIMITER_ON) if limiter else settings
     one, two = await aiohttp_client(create_app(settings)), await aiohttp_client(create_app(settings))
     oracle = await aiohttp_client(create_app(settings.with_(cache=False)))
     ada, root = await make_user(), await make_user(role="admin")
@@ -178,3 +183,86 @@ async def test_reads_stay_correct_with_redis_down(aiohttp_client: Any, settings:
         assert counter("taskdeck_cache_errors_total", "task_list") == errors + 1
     finally:
         own.stop()
+
+
+async def test_a_hit_is_one_round_trip_and_an_older_fill_never_wins(settings: Settings) -> None:
+    redis = Redis.from_url(settings.redis_url)
+    cache = OwnerCache(redis, ttl=60)
+    try:
+        async def answer(text: str) -> tuple[str, None]:
+            return text, None
+
+        assert await cache.get(11, "task_list", lambda: answer("first")) == "first"
+        sent = 0
+        original = redis.execute_command
+
+        async def counting(*args: Any, **kwargs: Any) -> Any:
+            nonlocal sent
+            sent += 1
+            return await original(*args, **kwargs)
+
+        redis.execute_command = counting  # type: ignore[method-assign]
+        try:
+            assert await cache.get(11, "task_list", lambda: answer("unused")) == "first"
+        finally:
+            redis.execute_command = original  # type: ignore[method-assign]
+        assert sent == 1
+        # A fill that read its token before a write and stores after a newer fill: it lands, but with
+        # the old token, so the next read misses instead of serving the pre-write rows.
+        old_token = await redis.get(OwnerCache._version_key(11))
+        await cache.invalidate(11)
+        assert await cache.get(11, "task_list", lambda: answer("after")) == "after"
+        await redis.set("taskdeck:cache:11:task_list:", old_token + b"\nbefore", ex=60)
+        assert await cache.get(11, "task_list", lambda: answer("after again")) == "after again"
+    finally:
+        await redis.aclose()
+
+
+async def test_the_cached_first_page_costs_one_redis_round_trip(aiohttp_client: Any, settings: Settings,
+                                                               make_user: Any) -> None:
+    """Rate limit, denylist, auth version and the cache entry: one pipeline, nothing else."""
+    app = create_app(settings.with_(**LIMITER_ON))
+    client = await aiohttp_client(app)
+    user = await make_user()
+    await client.post("/api/v1/tasks", json={"title": "one"}, headers=user.headers)
+    for _ in range(2):  # remembers the session, fills the cache
+        first = await (await client.get("/api/v1/tasks", headers=user.headers)).json()
+    hits = counter("taskdeck_cache_hits_total", "task_list")
+    pool = app[REDIS].connection_pool
+    taken = 0
+    original = pool.get_connection
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:  # every command or pipeline takes one connection
+        nonlocal taken
+        taken += 1
+        return await original(*args, **kwargs)
+
+    pool.get_connection = counting  # type: ignore[method-assign]
+    try:
+        response = await client.get("/api/v1/tasks", headers=user.headers)
+    finally:
+        pool.get_connection = original  # type: ignore[method-assign]
+    assert response.status == 200 and await response.json() == first
+    assert counter("taskdeck_cache_hits_total", "task_list") == hits + 1
+    assert taken == 1
+
+
+async def test_values_read_before_a_retried_invalidation_are_not_used(settings: Settings) -> None:
+    good = Redis.from_url(settings.redis_url)
+    unreachable = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
+    cache = OwnerCache(good, ttl=60)
+    try:
+        async def answer(text: str) -> tuple[str, None]:
+            return text, None
+
+        assert await cache.get(12, "task_list", lambda: answer("old")) == "old"
+        version_key, key = cache.keys(12, "task_list")
+        early = dict(zip((version_key, key), await good.mget(version_key, key)))  # read before the flush
+        cache.redis = unreachable
+        await cache.invalidate(12)  # committed write, invalidation pending
+        cache.redis = good
+        assert await cache.get(12, "task_list", lambda: answer("new"), early=early) == "new"
+        assert cache.pending == set()
+    finally:
+        await good.aclose()
+        await unreachable.aclose()

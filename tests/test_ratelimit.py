@@ -7,12 +7,14 @@ from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
+from redis.asyncio import Redis
 
 from helpers import assert_problem
 from shared.config import Settings
 from shared.devstack import RedisServer
 from web import ratelimit
 from web.app import create_app
+from web.keys import REDIS
 
 WRONG = {"password": "not the password at all"}
 
@@ -262,3 +264,59 @@ async def test_html_login_and_register_share_the_api_limiter(aiohttp_client: Any
                                                         "name": "N", "csrf_token": csrf_of(await page.text())},
                                      allow_redirects=False)
         assert response.status == (429 if attempt == 2 else 303 if attempt == 0 else 409), attempt
+
+
+async def test_the_api_tier_and_the_auth_reads_cost_one_redis_round_trip(aiohttp_client: Any, settings: Settings,
+                                                                        make_user: Any) -> None:
+    """Once the session is remembered, an authenticated API request talks to Redis exactly once."""
+    app = create_app(limited(settings, rate_limit_api="5/minute"))
+    client = await aiohttp_client(app)
+    user = await make_user()
+    for remaining in (4, 3):  # the first asks the primary and remembers the session
+        assert_headers(await client.get("/api/v1/users/me", headers=user.headers), 5, remaining)
+    pool = app[REDIS].connection_pool
+    taken = 0
+    original = pool.get_connection
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:  # every command or pipeline takes one connection
+        nonlocal taken
+        taken += 1
+        return await original(*args, **kwargs)
+
+    pool.get_connection = counting  # type: ignore[method-assign]
+    try:
+        response = await client.get("/api/v1/users/me", headers=user.headers)
+    finally:
+        pool.get_connection = original  # type: ignore[method-assign]
+    assert response.status == 200
+    assert_headers(response, 5, 2)
+    assert taken == 1
+
+
+async def test_the_api_tier_holds_when_redis_forgets_the_scripts(aiohttp_client: Any, settings: Settings,
+                                                                make_user: Any) -> None:
+    """The pipelined Lua scripts are the library's; a Redis that lost them (restart, SCRIPT FLUSH) gets them
+    loaded again and counts exactly as before."""
+    client = await aiohttp_client(create_app(limited(settings, rate_limit_api="3/minute")))
+    user = await make_user()
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        for remaining in (2, 1, 0):
+            await redis.script_flush()
+            response = await client.get("/api/v1/users/me", headers=user.headers)
+            assert response.status == 200
+            assert_headers(response, 3, remaining)
+        await redis.script_flush()
+        await assert_limited(await client.get("/api/v1/users/me", headers=user.headers), 3)
+    finally:
+        await redis.aclose()
+
+
+async def test_a_logged_out_token_is_refused_with_the_limiter_on(aiohttp_client: Any, settings: Settings,
+                                                                make_user: Any) -> None:
+    client = await aiohttp_client(create_app(limited(settings)))
+    user = await make_user()
+    for _ in range(2):
+        assert (await client.get("/api/v1/users/me", headers=user.headers)).status == 200
+    assert (await client.post("/api/v1/auth/logout", headers=user.headers)).status == 204
+    await assert_problem(await client.get("/api/v1/users/me", headers=user.headers), 401)

@@ -15,14 +15,17 @@ from redis.asyncio import Redis
 
 from shared import accounts
 from shared.security import create_access_token
-from tests.helpers import assert_problem, bearer, login, mailed_tokens, register, request_reset
+from tests.helpers import LIMITER_ON, assert_problem, bearer, login, mailed_tokens, register, request_reset
 from web.app import create_app
 
 ME = "/api/v1/users/me"
 
 
-@pytest.fixture
-async def two(aiohttp_client, settings):
+# With the limiter on, the denylist and auth version come from the rate limiter's pipeline
+# (web/ratelimit.py) instead of the auth check's own MGET: every revocation below must hold on both paths.
+@pytest.fixture(params=[False, True], ids=["limiter off", "limiter on"])
+async def two(request, aiohttp_client, settings):
+    settings = settings.with_(**LIMITER_ON) if request.param else settings
     return await aiohttp_client(create_app(settings)), await aiohttp_client(create_app(settings))
 
 

@@ -22,7 +22,7 @@ from shared import accounts
 from shared.errors import Forbidden, Unauthorized
 from shared.security import AccessClaims
 from web import session
-from web.keys import AUTH, DB, REDIS, SESSION_CACHE, SETTINGS
+from web.keys import AUTH, DB, REDIS, REDIS_READ, SESSION_CACHE, SETTINGS
 
 logger = logging.getLogger("app.web.auth")
 DENYLIST_PREFIX = "denylist:jti:"
@@ -50,16 +50,26 @@ def _bearer_token(request: web.Request) -> str:
     return token.strip()
 
 
+def revocation_keys(claims: AccessClaims) -> tuple[str, str]:
+    """The Redis keys ``authenticate`` reads: the token's denylist entry and the user's auth version."""
+    return DENYLIST_PREFIX + claims.jti, accounts.AUTH_VERSION_KEY.format(claims.user_id)
+
+
 async def _revocation_state(request: web.Request, claims: AccessClaims) -> tuple[bool, bytes | None]:
     """(denylisted?, the user's auth version) in one round trip; the version is b"" when the user has none
     yet and None when Redis is unavailable.
 
-    Logged-out tokens sit in the denylist until they expire. If Redis is down the session check still
-    holds, and nothing remembered is trusted: revocations made meanwhile could not publish a version.
+    The round trip is the rate limiter's when it already read these keys for this token in this request
+    (before the handler ran: as fresh as a read of our own). Logged-out tokens sit in the denylist until
+    they expire. If Redis is down the session check still holds, and nothing remembered is trusted:
+    revocations made meanwhile could not publish a version.
     """
+    keys = revocation_keys(claims)
+    early = request.get(REDIS_READ)
+    if early is not None and keys[0] in early and keys[1] in early:  # the denylist key names this token
+        return early[keys[0]] is not None, early[keys[1]] or b""
     try:
-        denied, version = await request.app[REDIS].mget(DENYLIST_PREFIX + claims.jti,
-                                                        accounts.AUTH_VERSION_KEY.format(claims.user_id))
+        denied, version = await request.app[REDIS].mget(*keys)
     except RedisError:
         logger.warning("token denylist unavailable; relying on the session check", exc_info=True)
         request.app[SESSION_CACHE].forget_sessions()

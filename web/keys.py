@@ -22,3 +22,5 @@ SESSION_CACHE = web.AppKey("session_cache", SessionCache)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 AUTH = web.RequestKey("auth", object)  # the request's AuthContext once authenticated
+# Values the rate limiter's one Redis round trip read for this request's later steps, by key (web/ratelimit.py).
+REDIS_READ = web.RequestKey("redis_read", dict)

@@ -7,6 +7,10 @@ shared/metrics.py, shared with the worker.
 """
 from __future__ import annotations
 
+from typing import Any
+
+import functools
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -14,9 +18,27 @@ from shared import metrics, observe
 from web.keys import DB, REDIS
 
 
+# The children for each label set, looked up once: ``labels()`` takes a lock and builds tuples on every
+# call, which the per-request path paid three times. Children are never removed, so a remembered one
+# stays the one exported. Bounded: methods, route templates and statuses are few.
+@functools.lru_cache(maxsize=4096)
+def _requests_child(method: str, route: str, status: int) -> Any:
+    return metrics.HTTP_REQUESTS.labels(method, route, str(status))
+
+
+@functools.lru_cache(maxsize=4096)
+def _latency_child(method: str, route: str) -> Any:
+    return metrics.HTTP_LATENCY.labels(method, route)
+
+
+@functools.lru_cache(maxsize=4096)
+def in_flight(method: str, route: str) -> Any:
+    return metrics.HTTP_IN_FLIGHT.labels(method, route)
+
+
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
-    metrics.HTTP_REQUESTS.labels(method, route, str(status)).inc()
-    metrics.HTTP_LATENCY.labels(method, route).observe(seconds)
+    _requests_child(method, route, status).inc()
+    _latency_child(method, route).observe(seconds)
 
 
 def route_template(request: web.Request) -> str:

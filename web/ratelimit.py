@@ -24,7 +24,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 import limits
 from aiohttp import web
@@ -33,13 +33,14 @@ from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.util import WindowStats
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from shared import metrics
 from shared.config import Settings
 from shared.errors import RateLimited, Unauthorized
-from shared.security import decode_access_token
-from web.keys import REDIS, SETTINGS
+from shared.security import AccessClaims
+from web import auth
+from web.keys import REDIS, REDIS_READ, SESSION_CACHE, SETTINGS
 
 logger = logging.getLogger("app.web.ratelimit")
 STORAGE_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
@@ -49,6 +50,9 @@ KEY_PREFIX = "taskdeck:rl"
 AUTH_ADDRESS_ROUTES = frozenset({"auth-login", "auth-register", "auth-password-reset",
                                  "auth-password-reset-confirm", "auth-verify-email"})
 JOB_ROUTES = frozenset({"exports-create", "reports-create"})
+# Route name -> the Redis keys its handler will read that the token alone can name (e.g. the caller's
+# cached first page): read in the limiter's round trip too, so that the handler needs none of its own.
+EARLY_READS: dict[str, Callable[[web.Request, AccessClaims], tuple[str, ...]]] = {}
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class Limiter:
         scheme, _, rest = settings.redis_url.partition("://")
         uri = ("async+redis+unix" if scheme == "unix" else f"async+{scheme}") + "://" + rest
         storage = RedisStorage(uri, implementation="redispy", key_prefix=KEY_PREFIX, connection_pool=redis.connection_pool)
+        self.redis, self.storage = redis, storage
         self.strategy = MovingWindowRateLimiter(storage)
         self.tiers = {
             "login": limits.parse(settings.rate_limit_login),
@@ -186,13 +191,61 @@ async def check(request: web.Request, tier: str, key: str) -> None:
         raise _reject(tier, usage)
 
 
-def _bearer_user(request: web.Request) -> str | None:
-    """The user a validly signed bearer token names (expiry and revocation are the auth check's business)."""
+async def _api_hit_and_auth_reads(request: web.Request, limiter: Limiter, claims: AccessClaims) -> None:
+    """The per-user ``api`` tier, the auth check's Redis reads and the route's EARLY_READS in ONE pipeline.
+
+    The strategy stays the ``limits`` library's moving window: its own two Lua scripts (the hit, then the
+    window stats that ``strategy.hit`` + ``strategy.get_window_stats`` would send one after the other) run
+    with the same keys and arguments, only batched with the denylist / auth-version MGET that
+    ``web.auth.authenticate`` would otherwise send itself. A script Redis does not know yet (first use,
+    restart, SCRIPT FLUSH) is answered NOSCRIPT without running; that command is then redone through the
+    library, which loads it.
+    """
+    item = limiter.tiers["api"]
+    identifier = _identifier(str(claims.user_id))
+    bridge = limiter.storage.bridge
+    key = bridge.prefixed_key(item.key_for("api", identifier))
+    expiry, now = item.get_expiry(), time.time()
+    pipe = limiter.redis.pipeline(transaction=False)
+    pipe.evalsha(bridge.lua_acquire_moving_window.sha, 1, key, now, item.amount, expiry, 1)
+    pipe.evalsha(bridge.lua_moving_window.sha, 1, key, now - expiry, item.amount)
+    early = EARLY_READS.get(request.match_info.route.name)
+    keys = [*auth.revocation_keys(claims), *(early(request, claims) if early else ())]
+    pipe.mget(*keys)
+    try:
+        acquired, window, values = await pipe.execute(raise_on_error=False)
+        if isinstance(acquired, NoScriptError):
+            acquired = await limiter.strategy.hit(item, "api", identifier)
+        if isinstance(window, NoScriptError):
+            stats = await limiter.strategy.get_window_stats(item, "api", identifier)
+        elif isinstance(window, Exception):
+            raise window
+        else:  # what MovingWindowRateLimiter.get_window_stats makes of the script's answer
+            start, count = (float(window[0]), int(window[1])) if window else (now, 0)
+            stats = WindowStats(start + expiry, item.amount - count)
+        if isinstance(acquired, Exception):
+            raise acquired
+    except STORAGE_ERRORS:
+        limiter.storage_failed()
+        return  # fail open; authenticate() reads the denylist itself (and handles Redis being down)
+    if not isinstance(values, Exception):  # else each reader reads (and handles the error) itself
+        request[REDIS_READ] = dict(zip(keys, values))
+    usage = _record(request, "api", stats)
+    if not acquired:
+        raise _reject("api", usage)
+
+
+def _bearer_claims(request: web.Request) -> AccessClaims | None:
+    """The claims of a validly signed bearer token (revocation is the auth check's business).
+
+    Through the session cache's token memory, so the signature is verified once per token string for the
+    limiter and the auth check together.
+    """
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
     try:
-        return str(decode_access_token(request.app[SETTINGS], token.strip()).user_id)
+        return request.app[SESSION_CACHE].claims(request.app[SETTINGS], token.strip())
     except Unauthorized:  # the handler answers 401 itself
         return None
 
@@ -200,14 +253,15 @@ def _bearer_user(request: web.Request) -> str | None:
 @web.middleware
 async def ratelimit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The route-level tiers, before the handler runs (so a flood costs no database work)."""
-    if LIMITER in request.app:
+    limiter = request.app.get(LIMITER)
+    if limiter is not None:
         name = request.match_info.route.name
         if name in AUTH_ADDRESS_ROUTES:
             await hit(request, "auth_address", client_address(request))
-        elif request.path.startswith("/api/") and (user := _bearer_user(request)) is not None:
-            await hit(request, "api", user)
+        elif request.path.startswith("/api/") and (claims := _bearer_claims(request)) is not None:
+            await _api_hit_and_auth_reads(request, limiter, claims)
             if name in JOB_ROUTES:
-                await hit(request, "jobs", user)
+                await hit(request, "jobs", str(claims.user_id))
     return await handler(request)
 
 

@@ -14,8 +14,11 @@ from aiohttp import web
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from shared import idempotency, tasks
+from shared.errors import AppError
+from shared.security import AccessClaims
+from web import ratelimit
 from web.auth import authenticate
-from web.keys import CACHE, DB, SETTINGS
+from web.keys import CACHE, DB, REDIS_READ, SETTINGS
 from web.openapi import api, ok
 from web.request import load_json, load_query, load_query_pairs, read_json
 from web.schemas import QueryBoolean, Text, cursor_field, limit_field
@@ -229,10 +232,22 @@ async def list_tasks(request: web.Request) -> web.Response:
             return await page(conn), None
 
     if _is_default_first_page(query):
-        body = await request.app[CACHE].get(owner_id, "task_list", fill, variant=str(query["limit"]))
+        body = await request.app[CACHE].get(owner_id, "task_list", fill, variant=str(query["limit"]),
+                                            early=request.get(REDIS_READ))
     else:
         body = await request.app[DB].read_as(auth.user_id, page)
     return _json(200, body)
+
+
+def _own_first_page_keys(request: web.Request, claims: AccessClaims) -> tuple[str, ...]:
+    """The cache keys of the caller's own first page, for the rate limiter's round trip (web/ratelimit.py)."""
+    try:
+        query = _list_query(tuple(request.query.items()))
+    except AppError:  # bad query: the handler answers the 4xx itself
+        return ()
+    if query.get("owner_id") is not None or not _is_default_first_page(query):
+        return ()
+    return request.app[CACHE].keys(claims.user_id, "task_list", str(query["limit"]))
 
 
 @api(tags=TAGS, auth="user", query=TaskOwnerQuerySchema, errors=(403,),
@@ -292,6 +307,7 @@ def setup_routes(app: web.Application) -> None:
     # One name per route: the OpenAPI document uses them as operationIds, which must be unique.
     app.router.add_post("/api/v1/tasks", create_task, name="tasks-create")
     app.router.add_get("/api/v1/tasks", list_tasks, name="tasks-list")
+    ratelimit.EARLY_READS["tasks-list"] = _own_first_page_keys
     app.router.add_get("/api/v1/tasks/stats", task_stats, name="task-stats")
     app.router.add_get(r"/api/v1/tasks/{id:\d+}", get_task, name="task-detail")
     app.router.add_patch(r"/api/v1/tasks/{id:\d+}", update_task, name="task-update")
