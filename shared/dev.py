@@ -19,7 +19,7 @@ from typing import Any
 
 from shared.bootstrap import create_admin
 from shared.config import ConfigError, Settings, load_dotenv_file, redact
-from shared.devstack import PostgresServer, RedisServer, S3Server, SmtpSink
+from shared.devstack import DevStackError, PostgresServer, RedisServer, S3Server, SmtpSink
 from shared.migrate import migrate
 
 DEV_ADMIN_EMAIL = "admin@taskdeck.localhost"
@@ -158,7 +158,13 @@ def run_dev(host: str = "127.0.0.1", port: int = 8080, var_dir: str = "var", top
         return 2
     services = _start_services(var, env, topology)
     if topology.s3:
-        services += _start_s3(var, env)
+        try:
+            services += _start_s3(var, env)
+        except DevStackError as exc:  # e.g. moto not installed: say so, and stop what already runs
+            print(f"taskdeck: {exc}", file=sys.stderr)
+            for service in reversed(services):
+                service.stop()
+            return 2
     children: list[subprocess.Popen[bytes]] = []
     try:
         settings = Settings.from_env(env)

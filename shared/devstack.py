@@ -315,6 +315,8 @@ class S3Server:
 
     def start(self, timeout: float = 30.0) -> None:
         moto = shutil.which("moto_server")
+        if moto is None and importlib.util.find_spec("moto") is None:
+            raise DevStackError("--s3 needs moto's server mode: pip install -e '.[dev]' (./scripts/dev does)")
         command = [moto] if moto else [sys.executable, "-m", "moto.server"]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:

@@ -50,3 +50,17 @@ def test_dev_with_s3_stores_exports_in_the_bucket(tmp_path: Path) -> None:
     assert process.returncode == 0, output
     assert "s3://taskdeck-exports/exports at http://127.0.0.1:" in output
     assert "Traceback" not in output
+
+
+def test_without_moto_s3server_says_what_to_install(monkeypatch, tmp_path):
+    import importlib.util
+    import shutil
+
+    import pytest
+
+    from shared.devstack import DevStackError, S3Server
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(DevStackError, match=r"pip install -e '\.\[dev\]'"):
+        S3Server(tmp_path / "s3.log").start()
