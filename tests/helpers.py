@@ -64,3 +64,25 @@ def mailed_tokens(stack: Any, path: str) -> list[str]:
 LIMITER_ON = dict(rate_limits=True, rate_limit_api="100000/minute", rate_limit_login="100000 per 15 minutes",
                   rate_limit_auth_address="100000 per 15 minutes", rate_limit_auth_email="100000/hour",
                   rate_limit_jobs="100000/hour")
+
+
+async def redis_round_trips(app: Any, send: Any) -> tuple[Any, int]:
+    """(the response of ``await send()``, how many Redis round trips it cost: each command or pipeline
+    takes one connection from the app's pool)."""
+    from web.keys import REDIS
+
+    pool = app[REDIS].connection_pool
+    original = pool.get_connection
+    taken = 0
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal taken
+        taken += 1
+        return await original(*args, **kwargs)
+
+    pool.get_connection = counting
+    try:
+        response = await send()
+    finally:
+        pool.get_connection = original
+    return response, taken

@@ -14,9 +14,8 @@ from redis.asyncio import Redis
 from shared.cache import OwnerCache
 from shared.config import Settings
 from shared.devstack import RedisServer, free_port
-from tests.helpers import LIMITER_ON
+from tests.helpers import LIMITER_ON, redis_round_trips
 from web.app import create_app
-from web.keys import REDIS
 
 
 def counter(name: str, cache: str) -> float:
@@ -228,20 +227,7 @@ async def test_the_cached_first_page_costs_one_redis_round_trip(aiohttp_client: 
     for _ in range(2):  # remembers the session, fills the cache
         first = await (await client.get("/api/v1/tasks", headers=user.headers)).json()
     hits = counter("taskdeck_cache_hits_total", "task_list")
-    pool = app[REDIS].connection_pool
-    taken = 0
-    original = pool.get_connection
-
-    async def counting(*args: Any, **kwargs: Any) -> Any:  # every command or pipeline takes one connection
-        nonlocal taken
-        taken += 1
-        return await original(*args, **kwargs)
-
-    pool.get_connection = counting  # type: ignore[method-assign]
-    try:
-        response = await client.get("/api/v1/tasks", headers=user.headers)
-    finally:
-        pool.get_connection = original  # type: ignore[method-assign]
+    response, taken = await redis_round_trips(app, lambda: client.get("/api/v1/tasks", headers=user.headers))
     assert response.status == 200 and await response.json() == first
     assert counter("taskdeck_cache_hits_total", "task_list") == hits + 1
     assert taken == 1

@@ -9,12 +9,11 @@ import pytest
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
-from helpers import assert_problem
+from helpers import assert_problem, redis_round_trips
 from shared.config import Settings
 from shared.devstack import RedisServer
 from web import ratelimit
 from web.app import create_app
-from web.keys import REDIS
 
 WRONG = {"password": "not the password at all"}
 
@@ -274,20 +273,7 @@ async def test_the_api_tier_and_the_auth_reads_cost_one_redis_round_trip(aiohttp
     user = await make_user()
     for remaining in (4, 3):  # the first asks the primary and remembers the session
         assert_headers(await client.get("/api/v1/users/me", headers=user.headers), 5, remaining)
-    pool = app[REDIS].connection_pool
-    taken = 0
-    original = pool.get_connection
-
-    async def counting(*args: Any, **kwargs: Any) -> Any:  # every command or pipeline takes one connection
-        nonlocal taken
-        taken += 1
-        return await original(*args, **kwargs)
-
-    pool.get_connection = counting  # type: ignore[method-assign]
-    try:
-        response = await client.get("/api/v1/users/me", headers=user.headers)
-    finally:
-        pool.get_connection = original  # type: ignore[method-assign]
+    response, taken = await redis_round_trips(app, lambda: client.get("/api/v1/users/me", headers=user.headers))
     assert response.status == 200
     assert_headers(response, 5, 2)
     assert taken == 1
