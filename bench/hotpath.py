@@ -182,8 +182,9 @@ class Stack:
 
     def bare(self, name: str, procs: int, uvloop: bool = False) -> tuple[str, int]:
         port = free_port()
+        # --secret=VALUE as one token: a urlsafe secret may start with "-"
         cmd = [sys.executable, str(ROOT / "bench" / "bare.py"), "--port", str(port), "--dsn", self.dsn,
-               f"--secret={self.secret}"]  # one token: a urlsafe secret may start with "-" + (["--reuse-port"] if procs > 1 else []) + (["--uvloop"] if uvloop else [])
+               f"--secret={self.secret}"] + (["--reuse-port"] if procs > 1 else []) + (["--uvloop"] if uvloop else [])
         for i in range(procs):
             process = self.spawn(f"{name}-{i}", cmd)
         return f"http://127.0.0.1:{port}", process.pid
