@@ -79,10 +79,6 @@ class Database:
     def replicas(self) -> list[Replica]:
         return self.replica_set.replicas if self.replica_set else []
 
-    def read(self) -> asyncpg.Pool:
-        """The primary: for reads with no user to be consistent for, use ``read_as`` to let replicas help."""
-        return self.write
-
     async def read_as(self, user_id: int | None, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run the read-only ``fn(conn)`` on a replica that has the user's last write, else on the primary.
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import re
 import os
+import re
 import time
 
 from aiohttp import web

@@ -26,15 +26,15 @@ async def page_admin(request: web.Request) -> AuthContext:
 
 
 async def show_admin(request: web.Request) -> web.Response:
-    await page_admin(request)
+    auth = await page_admin(request)
     filters = present(request.query, "q", "role", "is_active")
     context = {"query": request.query, "users": [], "next_url": None}
     try:
         query = load_form(QUERY_SCHEMA, {**filters, **present(request.query, "cursor"), "limit": PAGE_SIZE})
     except ValidationFailed as exc:
         return render(request, "admin.html", {**context, "filter_errors": field_errors(exc)}, 422)
-    async with request.app[DB].read().acquire() as conn:
-        users, cursor = await admin.list_users(conn, secret=request.app[SETTINGS].secret_key, **query)
+    users, cursor = await request.app[DB].read_as(auth.user_id, lambda conn: admin.list_users(
+        conn, secret=request.app[SETTINGS].secret_key, **query))
     if cursor:
         context["next_url"] = "/admin?" + urlencode({**filters, "cursor": cursor})
     return render(request, "admin.html", {**context, "users": users, "back": request.path_qs})
