@@ -229,6 +229,7 @@ async def test_keyboard_only_sign_in_and_task(new_page, live):
     await make_user(live, "keys@example.com")
     page = await new_page()
     await page.goto("/login")
+    await expect(page.get_by_label("Email")).to_be_focused()  # autofocus lands after load: wait for it
     await page.keyboard.press("Tab")  # focus starts in the email field (autofocus); a Tab moves on
     await page.keyboard.press("Shift+Tab")
     await page.keyboard.type("keys@example.com")
