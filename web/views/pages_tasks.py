@@ -12,10 +12,10 @@ from aiohttp import web
 from marshmallow import Schema
 from multidict import MultiDict, MultiDictProxy
 
-from shared import tasks
+from shared import outbox, tasks
 from shared.errors import PreconditionFailed, ValidationFailed
 from web.auth import AuthContext
-from web.keys import CACHE, DB, SETTINGS
+from web.keys import ARQ, CACHE, DB, SETTINGS
 from web.views.pages import (
     chosen,
     field_errors,
@@ -115,12 +115,20 @@ async def create_task(request: web.Request) -> web.Response:
     try:
         data = load_task(CREATE_SCHEMA, form, zone_name(request, form.get("tz")))
         async with request.app[DB].write.acquire() as conn:
-            task = await tasks.create_task(conn, owner_id=auth.user_id, data=data)
+            async with conn.transaction():  # with an assignee, its mail commits with the task
+                result = await tasks.create_task(conn, owner_id=auth.user_id, data=data, is_admin=auth.is_admin)
     except ValidationFailed as exc:
         context = await _list_context(request, auth)
         return render(request, "tasks.html", {**context, "values": form, "errors": field_errors(exc)}, 422)
-    await request.app[CACHE].invalidate(auth.user_id)
-    return redirect(request, "/tasks", f"Task “{task_dict(task['body'])['title']}” created.")
+    await written(request, result)
+    back = safe_next(str(form.get("back", ""))) if form.get("back") else "/tasks"
+    return redirect(request, back, f"Task “{task_dict(result.task['body'])['title']}” created.")
+
+
+async def written(request: web.Request, result: tasks.Written) -> None:
+    """After a committed task write: every member's cached views go, and its mails are sent."""
+    await request.app[CACHE].invalidate(*result.audience)
+    await outbox.dispatch(request.app[ARQ], result.mails)
 
 
 def _task_id(request: web.Request) -> int:
@@ -143,8 +151,8 @@ async def update_task(request: web.Request) -> web.Response:
     try:
         changes = load_task(UPDATE_SCHEMA, _changed_fields(form), zone_name(request, form.get("tz")))
         async with request.app[DB].write.acquire() as conn:
-            task = await tasks.update_task(conn, task_id=task_id, user_id=auth.user_id, is_admin=auth.is_admin,
-                                           changes=changes, if_match=str(form.get("etag") or "") or None)
+            result = await tasks.update_task(conn, task_id=task_id, user_id=auth.user_id, is_admin=auth.is_admin,
+                                             changes=changes, if_match=str(form.get("etag") or "") or None)
     except (ValidationFailed, PreconditionFailed) as exc:
         async with request.app[DB].write.acquire() as conn:
             task = await tasks.get_task_for_user(conn, task_id=task_id, user_id=auth.user_id,
@@ -157,7 +165,7 @@ async def update_task(request: web.Request) -> web.Response:
                                              "values": form, "errors": errors, "conflict": conflict,
                                              "statuses": tasks.STATUSES, "priorities": tasks.PRIORITIES},
                       409 if conflict else 422)
-    await request.app[CACHE].invalidate(int(task["owner_id"]))  # an admin may edit anyone's task
+    await written(request, result)
     return redirect(request, f"/tasks/{task_id}", "Task saved.")
 
 
@@ -175,10 +183,10 @@ async def change_status(request: web.Request) -> web.Response:
     form = await form_data(request)
     changes = load_form(UPDATE_SCHEMA, {"status": str(form.get("status", ""))})
     async with request.app[DB].write.acquire() as conn:
-        task = await tasks.update_task(conn, task_id=_task_id(request), user_id=auth.user_id,
-                                       is_admin=auth.is_admin, changes=changes)
-    await request.app[CACHE].invalidate(int(task["owner_id"]))
-    title = task_dict(task["body"])["title"]
+        result = await tasks.update_task(conn, task_id=_task_id(request), user_id=auth.user_id,
+                                         is_admin=auth.is_admin, changes=changes)
+    await written(request, result)
+    title = task_dict(result.task["body"])["title"]
     back = safe_next(str(form.get("back", "")))
     return redirect(request, back, f"“{title}” is now {changes['status'].replace('_', ' ')}.")
 
@@ -193,9 +201,9 @@ async def confirm_delete(request: web.Request) -> web.Response:
 async def delete_task(request: web.Request) -> web.Response:
     auth = await page_user(request)
     async with request.app[DB].write.acquire() as conn:
-        owner_id = await tasks.delete_task(conn, task_id=_task_id(request), user_id=auth.user_id,
-                                           is_admin=auth.is_admin)
-    await request.app[CACHE].invalidate(owner_id)
+        result = await tasks.delete_task(conn, task_id=_task_id(request), user_id=auth.user_id,
+                                         is_admin=auth.is_admin)
+    await written(request, result)
     return redirect(request, "/tasks", "Task deleted.")
 
 

@@ -92,7 +92,8 @@ async def _deliver(pool: asyncpg.Pool, settings: Settings, row: asyncpg.Record) 
     assert settings.smtp is not None  # send_email checked it before claiming
     try:
         message = mail.build_message(outbox_id=row["id"], to=row["to_address"], template=row["template"],
-                                     context=row["context"], settings=settings)
+                                     context={"public_url": settings.public_url, **row["context"]},
+                                     settings=settings)
         await mail.send(message, settings.smtp)
     except Exception as exc:  # noqa: BLE001 - every outcome is recorded on the row
         error = _describe(exc)
