@@ -29,7 +29,7 @@ MAX_ID = 2**63 - 1  # bigint: a larger path id cannot exist, and asyncpg would r
 MAX_SEARCH_WORDS = 10
 
 
-def _utc(column: str) -> str:
+def utc(column: str) -> str:
     # RFC 3339 UTC with a trailing Z, whole seconds (the contract's own example format).
     return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
@@ -37,10 +37,10 @@ def _utc(column: str) -> str:
 TASK_JSON = (
     "json_build_object('id', t.id, 'owner_id', t.owner_id, 'project_id', t.project_id, "
     "'assignee_id', t.assignee_id, 'title', t.title, 'description', t.description, "
-    "'status', t.status, 'priority', t.priority, 'due_at', " + _utc("t.due_at") + ", 'tags', t.tags, "
+    "'status', t.status, 'priority', t.priority, 'due_at', " + utc("t.due_at") + ", 'tags', t.tags, "
     "'comment_count', t.comment_count, "
-    "'created_at', " + _utc("t.created_at") + ", 'updated_at', " + _utc("t.updated_at") + ", "
-    "'completed_at', " + _utc("t.completed_at") + ")::text"
+    "'created_at', " + utc("t.created_at") + ", 'updated_at', " + utc("t.updated_at") + ", "
+    "'completed_at', " + utc("t.completed_at") + ")::text"
 )
 RETURNING = f"t.id, t.owner_id, t.project_id, t.assignee_id, t.version, {TASK_JSON} AS body"
 # Everyone whose cached views show the project's tasks: a write invalidates each of them (shared/cache.py).

@@ -6,7 +6,8 @@ Tiers (each configurable, see README):
 - ``auth_email``: register and password-reset requests per target email;
 - ``login``: *failed* logins per email (checked before, counted after a 401);
 - ``api``: authenticated requests per user (a bearer token with a valid signature names the user);
-- ``jobs``: ``POST /api/v1/exports`` and ``POST /api/v1/reports`` per user.
+- ``jobs``: ``POST /api/v1/exports`` and ``POST /api/v1/reports`` per user;
+- ``invites``: project invitations, per project and per inviter (each its own window).
 
 Other code (the HTML views) calls ``hit(request, tier, key)`` or ``check(request, tier, key)``: both raise
 the 429 (RateLimited, with Retry-After) and record the tightest limit seen, which ``add_headers`` writes as
@@ -88,6 +89,7 @@ class Limiter:
             "auth_email": limits.parse(settings.rate_limit_auth_email),
             "api": limits.parse(settings.rate_limit_api),
             "jobs": limits.parse(settings.rate_limit_jobs),
+            "invites": limits.parse(settings.rate_limit_invites),
         }
         self.trusted = [ipaddress.ip_network(cidr) for cidr in settings.trusted_proxies]
         self._last_error_log = -math.inf

@@ -4,6 +4,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from web import openapi
+from web.api import comments, projects
 from web.views import (
     account_pages,
     admin,
@@ -22,7 +23,7 @@ from web.views import (
 
 
 def setup_routes(app: web.Application) -> None:
-    for module in (ops, auth, users, admin, tasks, exports, reports, account_pages):
+    for module in (ops, auth, users, admin, tasks, projects, comments, exports, reports, account_pages):
         module.setup_routes(app)
     # HTML pages (server-rendered, cookie sessions): static files, template helpers, then the pages.
     pages.setup(app)

@@ -209,7 +209,7 @@ def _task_id(request: web.Request) -> int:
     return int(request.match_info["id"])
 
 
-@api(tags=TAGS, auth="user", body=TaskCreateSchema, idempotent=True,
+@api(tags=TAGS, auth="user", body=TaskCreateSchema, idempotent=True, errors=(403, 404),
      responses={201: ok("The task", TaskOutSchema, headers=("Location", "ETag"))})
 async def create_task(request: web.Request) -> web.Response:
     """Create a task.
@@ -314,7 +314,7 @@ async def get_task(request: web.Request) -> web.Response:
     return _task_response(task)
 
 
-@api(tags=TAGS, auth="user", body=TaskUpdateSchema, conditional="write",
+@api(tags=TAGS, auth="user", body=TaskUpdateSchema, conditional="write", errors=(403,),
      responses={200: ok("The updated task", TaskOutSchema, headers=("ETag",))})
 async def update_task(request: web.Request) -> web.Response:
     """Change some fields of a task (only those sent)."""
@@ -329,7 +329,7 @@ async def update_task(request: web.Request) -> web.Response:
     return _task_response(result.task)
 
 
-@api(tags=TAGS, auth="user", conditional="write", responses={204: ok("Deleted")})
+@api(tags=TAGS, auth="user", conditional="write", errors=(403,), responses={204: ok("Deleted")})
 async def delete_task(request: web.Request) -> web.Response:
     """Delete a task."""
     auth = await authenticate(request)
