@@ -46,7 +46,6 @@ DELETE_COMMENT = "DELETE FROM comments WHERE id = $1"
 async def list_comments(conn: asyncpg.Connection, *, task_id: int, user_id: int, is_admin: bool, limit: int,
                         cursor: str | None, secret: str) -> tuple[list[str], str | None]:
     """One page of the task's comments, oldest first (viewer)."""
-    await get_task_for_user(conn, task_id=task_id, user_id=user_id, is_admin=is_admin)
     scope = f"comments:{task_id}"
     after = None
     if cursor:
@@ -54,6 +53,7 @@ async def list_comments(conn: asyncpg.Connection, *, task_id: int, user_id: int,
         if len(values) != 1 or type(values[0]) is not int:
             raise ValidationFailed({"cursor": ["Invalid cursor; use the next_cursor of a previous page"]})
         after = values[0]
+    await get_task_for_user(conn, task_id=task_id, user_id=user_id, is_admin=is_admin)
     rows = await conn.fetch(SELECT_PAGE, task_id, after, limit + 1)
     items, next_cursor = page(rows, limit, lambda row: [row["id"]], secret, scope)
     return [row["body"] for row in items], next_cursor

@@ -90,7 +90,6 @@ async def invite(conn: asyncpg.Connection, settings: Settings, *, project_id: in
 
 async def list_pending(conn: asyncpg.Connection, *, project_id: int, user_id: int, is_admin: bool, limit: int,
                        cursor: str | None, secret: str) -> tuple[list[asyncpg.Record], str | None]:
-    await get_project(conn, project_id=project_id, user_id=user_id, is_admin=is_admin, needed=rights.ADMIN)
     scope = f"invitations:{project_id}"
     after = None
     if cursor:
@@ -98,6 +97,7 @@ async def list_pending(conn: asyncpg.Connection, *, project_id: int, user_id: in
         if len(values) != 1 or type(values[0]) is not int:
             raise ValidationFailed({"cursor": ["Invalid cursor; use the next_cursor of a previous page"]})
         after = values[0]
+    await get_project(conn, project_id=project_id, user_id=user_id, is_admin=is_admin, needed=rights.ADMIN)
     rows = await conn.fetch(SELECT_PENDING_PAGE, project_id, after, limit + 1)
     return page(rows, limit, lambda row: [row["id"]], secret, scope)
 

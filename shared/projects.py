@@ -156,7 +156,6 @@ async def delete_project(conn: asyncpg.Connection, *, project_id: int, user_id: 
 
 async def list_members(conn: asyncpg.Connection, *, project_id: int, user_id: int, is_admin: bool, limit: int,
                        cursor: str | None, secret: str) -> tuple[list[asyncpg.Record], str | None]:
-    await get_project(conn, project_id=project_id, user_id=user_id, is_admin=is_admin)
     scope = f"members:{project_id}"
     after = None
     if cursor:
@@ -164,6 +163,7 @@ async def list_members(conn: asyncpg.Connection, *, project_id: int, user_id: in
         if len(values) != 1 or type(values[0]) is not int:
             raise ValidationFailed({"cursor": ["Invalid cursor; use the next_cursor of a previous page"]})
         after = values[0]
+    await get_project(conn, project_id=project_id, user_id=user_id, is_admin=is_admin)
     rows = await conn.fetch(SELECT_MEMBER_PAGE, project_id, after, limit + 1)
     return page(rows, limit, lambda row: [row["user_id"]], secret, scope)
 

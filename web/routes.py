@@ -5,6 +5,7 @@ from aiohttp import web
 
 from web import openapi
 from web.api import comments, projects
+from web.pages import projects as pages_projects
 from web.views import (
     account_pages,
     admin,
@@ -27,6 +28,6 @@ def setup_routes(app: web.Application) -> None:
         module.setup_routes(app)
     # HTML pages (server-rendered, cookie sessions): static files, template helpers, then the pages.
     pages.setup(app)
-    for module in (pages_auth, pages_tasks, pages_exports, pages_admin):
+    for module in (pages_auth, pages_tasks, pages_projects, pages_exports, pages_admin):
         module.setup_routes(app)
     openapi.setup_routes(app)

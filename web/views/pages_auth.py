@@ -1,6 +1,8 @@
 """Signing in and out in a browser: /, /login, /register, /logout and /account."""
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from aiohttp import web
 
 from shared import accounts
@@ -65,7 +67,12 @@ async def submit_login(request: web.Request) -> web.Response:
 
 
 async def show_register(request: web.Request) -> web.Response:
-    return render(request, "register.html", {"values": {}})
+    # An invitation link sends newcomers here with ``next``: after signing in they land back on it.
+    return render(request, "register.html", {"values": {}, "next": _register_next(request.query.get("next"))})
+
+
+def _register_next(value: str | None) -> str | None:
+    return safe_next(value) if value else None
 
 
 async def submit_register(request: web.Request) -> web.Response:
@@ -73,17 +80,21 @@ async def submit_register(request: web.Request) -> web.Response:
     await session.check_csrf(request, request.app[SETTINGS], None)
     form = await form_data(request)
     values = {"email": str(form.get("email", "")), "name": str(form.get("name", ""))}
+    next_path = _register_next(str(form.get("next", "")))
     try:
         data = load_form(REGISTER_SCHEMA, {**values, "password": str(form.get("password", ""))})
         await limit_auth_attempt(request, "register", data["email"])
         user = await accounts.register(request.app[DB], request.app[ARQ], request.app[SETTINGS], **data)
     except ValidationFailed as exc:
-        return render(request, "register.html", {"values": values, "errors": field_errors(exc)}, 422)
+        return render(request, "register.html", {"values": values, "errors": field_errors(exc), "next": next_path},
+                      422)
     except AppError as exc:
         if exc.status != 409:
             raise
-        return render(request, "register.html", {"values": values, "errors": {"email": [exc.detail]}}, 409)
-    return redirect(request, f"/login?email={user['email']}",
+        return render(request, "register.html", {"values": values, "errors": {"email": [exc.detail]},
+                                                 "next": next_path}, 409)
+    query = urlencode({"email": user["email"], **({"next": next_path} if next_path else {})})
+    return redirect(request, f"/login?{query}",
                     f"Welcome! We sent a confirmation link to {user['email']}. You can sign in now.")
 
 

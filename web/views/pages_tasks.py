@@ -32,6 +32,7 @@ from web.views.pages import (
     task_dict,
     zone_name,
 )
+from web.pages import task_collab
 from web.views.tasks import CREATE_SCHEMA, LIST_QUERY_SCHEMA, UPDATE_SCHEMA
 
 PAGE_SIZE = 20
@@ -74,6 +75,12 @@ def load_task(schema: Schema, form: MultiDictProxy[Any], zone: str) -> dict[str,
             data["due_at"] = due_at
     if "tags" in form:
         data["tags"] = split_tags(str(form["tags"]))
+    for name in ("project_id", "assignee_id"):  # a select's value: "" is none, digits an id
+        if name in form:
+            value = str(form[name])
+            data[name] = None if value == "" else int(value) if value.isdigit() and len(value) < 20 else value
+    if data.get("project_id", 0) is None:
+        del data["project_id"]  # "no change": a task always has a project
     return load_form(schema, data, errors)
 
 
@@ -135,12 +142,19 @@ def _task_id(request: web.Request) -> int:
     return int(request.match_info["id"])
 
 
+async def _task_page(request: web.Request, auth: AuthContext, conn: Any) -> dict[str, Any]:
+    """The task with what the page shows around it (project, members, comments), read on one connection."""
+    task = await tasks.get_task_for_user(conn, task_id=_task_id(request), user_id=auth.user_id,
+                                         is_admin=auth.is_admin)
+    return {"task": task_dict(task["body"]), "etag": tasks.etag(task), "statuses": tasks.STATUSES,
+            "priorities": tasks.PRIORITIES,
+            **await task_collab.collaboration(conn, task, auth, request.app[SETTINGS].secret_key)}
+
+
 async def show_task(request: web.Request) -> web.Response:
     auth = await page_user(request)
-    task = await request.app[DB].read_as(auth.user_id, lambda conn: tasks.get_task_for_user(
-        conn, task_id=_task_id(request), user_id=auth.user_id, is_admin=auth.is_admin))
-    return render(request, "task.html", {"task": task_dict(task["body"]), "etag": tasks.etag(task),
-                                         "statuses": tasks.STATUSES, "priorities": tasks.PRIORITIES})
+    context = await request.app[DB].read_as(auth.user_id, lambda conn: _task_page(request, auth, conn))
+    return render(request, "task.html", context)
 
 
 async def update_task(request: web.Request) -> web.Response:
@@ -155,15 +169,12 @@ async def update_task(request: web.Request) -> web.Response:
                                              changes=changes, if_match=str(form.get("etag") or "") or None)
     except (ValidationFailed, PreconditionFailed) as exc:
         async with request.app[DB].write.acquire() as conn:
-            task = await tasks.get_task_for_user(conn, task_id=task_id, user_id=auth.user_id,
-                                                 is_admin=auth.is_admin)
+            context = await _task_page(request, auth, conn)
         errors = field_errors(exc) if isinstance(exc, ValidationFailed) else {}
         conflict = "Someone changed this task after you opened it. Their version is shown under “Details”; " \
                    "your edits are still in the form — save again to overwrite." \
             if isinstance(exc, PreconditionFailed) else None
-        return render(request, "task.html", {"task": task_dict(task["body"]), "etag": tasks.etag(task),
-                                             "values": form, "errors": errors, "conflict": conflict,
-                                             "statuses": tasks.STATUSES, "priorities": tasks.PRIORITIES},
+        return render(request, "task.html", {**context, "values": form, "errors": errors, "conflict": conflict},
                       409 if conflict else 422)
     await written(request, result)
     return redirect(request, f"/tasks/{task_id}", "Task saved.")
@@ -215,3 +226,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post(r"/tasks/{id:\d{1,19}}/status", change_status, name="page-task-status")
     app.router.add_get(r"/tasks/{id:\d{1,19}}/delete", confirm_delete, name="page-task-delete")
     app.router.add_post(r"/tasks/{id:\d{1,19}}/delete", delete_task)
+    task_collab.setup_routes(app)
