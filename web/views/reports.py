@@ -15,11 +15,11 @@ from web.keys import DB
 from web.request import json_response, load_json, load_query
 from web.openapi import api, ok
 from web.views.exports import JOB_QUEUED, JobOutSchema, create_job_response, file_response, visible_job
+from web.views.pages import render
 from web.views.tasks import Rfc3339DateTime
 
 CREATE_SCOPE = "POST /api/v1/reports"
 _DATE = re.compile(r"^\d{4}-\d\d-\d\d$")
-HTML_TYPE = "text/html"
 # Reports cover when Taskdeck can have data; the margins keep `to - 30 days` and the week grid
 # (which runs a week past `to`) inside what datetime can represent.
 EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -119,7 +119,7 @@ async def summary_page(request: web.Request) -> web.Response:
     start, end = ReportPeriodSchema.period(load_query(request, ReportPeriodSchema()))
     data = await request.app[DB].read_as(auth.user_id, lambda conn: reports.summary(
         conn, owner_id=auth.user_id, start=start, end=end))
-    return web.Response(text=reports.render_html(data), content_type=HTML_TYPE, charset="utf-8")
+    return render(request, "reports/summary.html", {"report": data})
 
 
 async def admin_activity_page(request: web.Request) -> web.Response:
@@ -127,7 +127,7 @@ async def admin_activity_page(request: web.Request) -> web.Response:
     auth = await require_admin(request)
     start, end = ReportPeriodSchema.period(load_query(request, ReportPeriodSchema()))
     data = await request.app[DB].read_as(auth.user_id, lambda conn: reports.admin_activity(conn, start=start, end=end))
-    return web.Response(text=reports.render_html(data), content_type=HTML_TYPE, charset="utf-8")
+    return render(request, "reports/admin_activity.html", {"report": data})
 
 
 def setup_routes(app: web.Application) -> None:
