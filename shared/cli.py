@@ -1,10 +1,11 @@
-"""The `taskdeck` command: web, worker, migrate, create-admin, dev."""
+"""The `taskdeck` command: web, worker, migrate, create-admin, dev, mail."""
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator, Sequence
 
 from shared import eventloop
@@ -79,6 +80,29 @@ def cmd_dev(args: argparse.Namespace) -> None:
     raise SystemExit(run_dev(host=args.host, port=args.port, var_dir=args.var, topology=topology))
 
 
+def cmd_mail(args: argparse.Namespace) -> None:
+    """What `taskdeck dev`'s SMTP sink received (var/mail): a list, or the newest mail decoded (--last)."""
+    import email.parser
+    import email.policy
+
+    from shared.devstack import mail_text
+
+    parser = email.parser.BytesParser(policy=email.policy.default)
+    mails = []
+    for path in sorted((Path(args.var) / "mail").glob("*.eml")):  # names sort oldest first
+        headers = parser.parsebytes(path.read_bytes(), headersonly=True)
+        if not args.to or args.to.lower() in str(headers["X-Envelope-To"] or headers["To"] or "").lower():
+            mails.append((path, headers))
+    if not mails:
+        print(f"taskdeck: no mail{' to ' + args.to if args.to else ''} in {Path(args.var) / 'mail'}", file=sys.stderr)
+        raise SystemExit(1)
+    if args.last:
+        print(mail_text(mails[-1][0].read_bytes()), end="")
+        return
+    for path, headers in mails:
+        print(f"{path.name}  {headers['To']}  {headers['Subject']}")
+
+
 def _positive(raw: str) -> int:
     value = int(raw) if raw.isdigit() else 0
     if not 1 <= value <= 64:
@@ -113,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     # --s3 (issue 9, exports on S3): an embedded moto endpoint unless EXPORT_STORAGE is already s3://...
     dev.add_argument("--s3", action="store_true", help="store exports on an embedded S3 endpoint (moto)")
     dev.set_defaults(func=cmd_dev)
+    mail = sub.add_parser("mail", help="the mails `taskdeck dev` caught (var/mail): list them, or print the newest")
+    mail.add_argument("--var", default="var", help="data directory of `taskdeck dev` (default ./var)")
+    mail.add_argument("--to", help="only mails to this address")
+    mail.add_argument("--last", action="store_true", help="print the newest mail, decoded: headers and text")
+    mail.set_defaults(func=cmd_mail)
     return parser
 
 
