@@ -224,8 +224,13 @@
         focusSearch();
       }
     });
-    if (window.location.hash === "#new-task") { focusNewTask(); }
-    if (window.location.hash === "#search") { focusSearch(); }
+    // Arrived through "n" or "/" from another page: focus once the browser has scrolled to the fragment
+    // (Chromium clears focus when it does).
+    var arrival = { "#new-task": focusNewTask, "#search": focusSearch }[window.location.hash];
+    if (arrival) {
+      if (document.readyState === "complete") { window.setTimeout(arrival, 0); }
+      else { window.addEventListener("load", function () { window.setTimeout(arrival, 0); }); }
+    }
   }
 
   function start() { setupTimeZone(); setupStatusForms(); setupJobs(); setupShortcuts(); }
