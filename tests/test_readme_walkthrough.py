@@ -11,6 +11,7 @@ import json
 import re
 import signal
 import subprocess
+import sys
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -80,3 +81,14 @@ def test_readme_walkthrough_against_taskdeck_dev(tmp_path: Path):
         assert process.returncode == 0, rest
         assert "Errno 9" not in rest and "Error while closing socket" not in rest, rest
         assert "Traceback" not in rest, rest
+
+
+def test_no_banner_when_a_process_dies_while_starting(capsys):
+    """Nothing answers on the port and the web process exits: its code is returned, "running" never printed."""
+    from shared.dev import _wait_until_running
+    from shared.devstack import free_port
+
+    dead = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    dead.wait()
+    assert _wait_until_running(f"http://127.0.0.1:{free_port()}", [dead], 1) == 3
+    assert "exited with code 3 while starting" in capsys.readouterr().err
