@@ -88,7 +88,7 @@ def test_no_banner_when_a_process_dies_while_starting(capsys):
     from shared.dev import _wait_until_running
     from shared.devstack import free_port
 
-    dead = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    dead = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)", "web"])  # args[3]: the role, as _spawn
     dead.wait()
     assert _wait_until_running(f"http://127.0.0.1:{free_port()}", [dead], 1) == 3
-    assert "exited with code 3 while starting" in capsys.readouterr().err
+    assert "the web process exited with code 3 while starting" in capsys.readouterr().err
