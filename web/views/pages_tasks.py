@@ -163,8 +163,9 @@ async def show_task(request: web.Request) -> web.Response:
     auth = await page_user(request)
     task = await request.app[DB].read_as(auth.user_id, lambda conn: tasks.get_task_for_user(
         conn, task_id=_task_id(request), user_id=auth.user_id, is_admin=auth.is_admin))
-    return render(request, "task.html", {"task": task_dict(task["body"]), "etag": tasks.etag(task),
-                                         "statuses": tasks.STATUSES, "priorities": tasks.PRIORITIES})
+    return render(request, "task.html", {"task": _item(task["body"], datetime.now(timezone.utc)),
+                                         "etag": tasks.etag(task), "statuses": tasks.STATUSES,
+                                         "priorities": tasks.PRIORITIES})
 
 
 async def update_task(request: web.Request) -> web.Response:
