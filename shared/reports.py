@@ -1,7 +1,7 @@
 """Report numbers: a user's task summary and the admin activity report.
 
-One set of queries feeds both renderings: the PDF the worker builds (``shared.report_pdf``) and the
-web page inside the app's layout (``web/views/reports.py``, templates ``templates/reports/<kind>.html``).
+One set of queries feeds both renderings: the PDF the worker builds (``shared.documents.report_pdf``) and the
+web page inside the app's layout (``web/api/reports.py``, templates ``templates/reports/<kind>.html``).
 All dates are UTC; a period is ``[start, end)``.
 """
 from __future__ import annotations
