@@ -55,11 +55,11 @@ async def submit_verify_email(request: web.Request) -> web.Response:
 async def show_reset_password(request: web.Request) -> web.Response:
     """With the mail's token: the new-password form. Without one: the form that asks for the mail."""
     if "token" not in request.query:
-        return show_forgot_password(request)
+        return await show_forgot_password(request)
     return _show_form("reset_password.html", request)
 
 
-def show_forgot_password(request: web.Request) -> web.Response:
+async def show_forgot_password(request: web.Request) -> web.Response:
     return render(request, "forgot_password.html", {"values": {"email": request.query.get("email", "")}})
 
 
@@ -99,14 +99,10 @@ def _reset_error(request: web.Request, token: str, message: str) -> web.Response
     return render(request, "reset_password.html", {"token": token, "error": message}, 422)
 
 
-async def _forgot_password_page(request: web.Request) -> web.Response:
-    return show_forgot_password(request)
-
-
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/verify-email", show_verify_email, name="page-verify-email")
     app.router.add_post("/verify-email", submit_verify_email, name="page-verify-email-submit")
-    app.router.add_get("/forgot-password", _forgot_password_page, name="page-forgot-password")
+    app.router.add_get("/forgot-password", show_forgot_password, name="page-forgot-password")
     app.router.add_post("/forgot-password", submit_forgot_password, name="page-forgot-password-submit")
     app.router.add_get("/reset-password", show_reset_password, name="page-reset-password")
     app.router.add_post("/reset-password", submit_reset_password, name="page-reset-password-submit")
