@@ -55,3 +55,17 @@ async def test_taskdeck_mail_lists_and_prints_the_newest(sink, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["mail", "--var", var, "--to", "carol@example.com"])
     assert exit_info.value.code == 1 and "no mail to carol@example.com" in capsys.readouterr().err
+
+
+async def test_taskdeck_mail_waits_for_the_mail(sink, capsys):
+    """--wait: the command returns as soon as a matching mail arrives (the worker sends a moment later)."""
+    import asyncio
+
+    var = str(sink.mail_dir.parent)
+    waiting = asyncio.get_running_loop().run_in_executor(
+        None, main, ["mail", "--var", var, "--last", "--to", "late@example.com", "--wait", "30"])
+    await asyncio.sleep(0.5)
+    assert not waiting.done()
+    await send(sink, "late@example.com", "Arrived", "here now\n")
+    await asyncio.wait_for(waiting, 30)
+    assert "Subject: Arrived" in capsys.readouterr().out

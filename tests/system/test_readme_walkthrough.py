@@ -56,6 +56,9 @@ def test_readme_walkthrough_against_taskdeck_dev(tmp_path: Path):
         assert re.search(r"database  postgresql://postgres@127\.0\.0\.1:\d+/taskdeck", banner), banner
         assert "***" not in banner
 
+        # The blocks run where a user pastes them: beside var/ and the .venv that ./scripts/dev made (here, the
+        # virtualenv running the tests, which scripts/test made).
+        (tmp_path / ".venv").symlink_to(sys.prefix)
         port = base.rsplit(":", 1)[1]
         script = "\n".join(walkthrough_blocks()).replace("127.0.0.1:8080", f"127.0.0.1:{port}")
         walk = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, capture_output=True,
@@ -64,10 +67,13 @@ def test_readme_walkthrough_against_taskdeck_dev(tmp_path: Path):
         assert walk.returncode == 0, f"README walk failed:\n{out}\n{walk.stderr}"
         assert walk.stderr == "", walk.stderr
         assert "application/problem" not in out and '"status":4' not in out.replace(" ", ""), out
-        lines = [line for line in out.splitlines() if line.strip()]
-        registered, verified, me, created, listed, stats = (lines[0], lines[1], *map(json.loads, lines[2:]))
-        assert json.loads(registered)["email"] == "ada@example.com"
-        assert verified == "204"
+        # Output: the registration, the mail (decoded), the verification's status, then one JSON per call.
+        lines = out.splitlines()
+        verified = lines.index("204")  # the verify-email call answered 204 (ValueError: it did not)
+        registered, mail = json.loads(lines[0]), "\n".join(lines[1:verified])
+        me, created, listed, stats = (json.loads(line) for line in lines[verified + 1:] if line.strip())
+        assert "To: ada@example.com" in mail and re.search(r"/verify-email\?token=[\w-]{20,}(\n|$)", mail), mail
+        assert registered["email"] == "ada@example.com"
         assert me["email"] == "ada@example.com" and me["email_verified"] is True
         assert created["title"] == "Write the report" and created["priority"] == "high"
         assert [task["title"] for task in listed["items"]] == ["Write the report"]
