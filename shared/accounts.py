@@ -17,13 +17,13 @@ from arq.connections import ArqRedis
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from shared import jobs, outbox
+from shared import jobs
 from shared.config import Settings
-from shared.db import Database
+from shared.db.database import Database
 from shared.errors import Conflict, Forbidden, ServiceUnavailable, Unauthorized, field_error
-from shared.logs import request_id_var
-from shared.security import (create_access_token, hash_password, needs_rehash, new_token, token_digest,
-                             verify_password)
+from shared.mail import outbox
+from shared.observability.logs import request_id_var
+from shared.security import create_access_token, hash_password, needs_rehash, new_token, token_digest, verify_password
 
 logger = logging.getLogger("app.accounts")
 
@@ -315,7 +315,8 @@ async def confirm_password_reset(db: Database, redis: Redis, settings: Settings,
 
 async def update_me(db: Database, redis: Redis, settings: Settings, *, user_id: int, session_id: str,
                     changes: dict[str, Any]) -> dict[str, Any]:
-    """Change name, email_notifications and/or password; a new password needs the current one and ends the *other* sessions."""
+    """Change name, email_notifications and/or password; a new password needs the current one and ends the
+    *other* sessions."""
     new_hash = None
     if "password" in changes:
         if not changes.get("current_password"):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncpg
 
 from shared import notify, rights
+from shared.db.pagination import decode_cursor, page
 from shared.errors import Forbidden, ValidationFailed
-from shared.pagination import decode_cursor, page
 from shared.tasks import AUDIENCE, MAX_ID, Written, get_task_for_user, utc
 
 COMMENT_JSON = (

@@ -51,7 +51,7 @@ class SmtpConfig:
 
 @dataclass(frozen=True)
 class S3Config:
-    """``EXPORT_STORAGE=s3://bucket/prefix`` plus the standard AWS variables (shared/storage_s3.py)."""
+    """``EXPORT_STORAGE=s3://bucket/prefix`` plus the standard AWS variables (shared/storage/s3.py)."""
 
     bucket: str
     prefix: str = ""
@@ -341,6 +341,15 @@ def redact(name: str, raw: str) -> str:
     masked = _USERINFO.sub("://***@", raw) if "://" in raw else re.sub(r"[^\s'\"(<,]+@", "***@", raw)
     masked = _QUERY_SECRET.sub(r"\1***", masked)
     return f"{name}={masked}" if name else masked
+
+
+_URL_PASSWORD = re.compile(r"(://[^:@/\s]*):[^@\s]*@")
+
+
+def mask_password(url: str) -> str:
+    """A URL fit to print and to paste (``psql`` needs the user): only a password, and secret-named query
+    values, are masked. ``redact`` hides the whole user part instead, for messages about bad values."""
+    return _QUERY_SECRET.sub(r"\1***", _URL_PASSWORD.sub(r"\1:***@", url))
 
 
 def load_dotenv_file(path: Path = Path(".env")) -> None:

@@ -13,10 +13,11 @@ from typing import Any
 
 import asyncpg
 
-from shared import outbox, rights
+from shared import rights
 from shared.config import Settings
+from shared.db.pagination import decode_cursor, page
 from shared.errors import Conflict, Forbidden, Gone, NotFound, ValidationFailed
-from shared.pagination import decode_cursor, page
+from shared.mail import outbox
 from shared.projects import Changed, get_project
 from shared.security import new_token, token_digest
 from shared.tasks import MAX_ID

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 import asyncpg
 
-from shared import outbox
+from shared.mail import outbox
 
 # The recipient and the actor in one query; no row when the recipient does not want mail.
 SELECT_RECIPIENT = """

@@ -13,8 +13,8 @@ from typing import Any
 import asyncpg
 
 from shared import rights
+from shared.db.pagination import decode_cursor, page
 from shared.errors import Conflict, Forbidden, NotFound, PreconditionFailed, ValidationFailed
-from shared.pagination import decode_cursor, page
 from shared.tasks import MAX_ID, etag_matches
 
 COLUMNS = ("p.id, p.name, p.description, p.color, p.is_inbox, p.owner_id, p.archived_at, p.created_at, "

@@ -2,7 +2,7 @@
 
 Rows come back with the task already rendered as JSON text by PostgreSQL (``body``): the API sends
 it as is, so the hot path builds no per-row Python objects. ``TASK_JSON`` is the one definition of
-the output fields; ``web.views.tasks.TaskOutSchema`` documents them and a test keeps the two equal.
+the output fields; ``web.api.tasks.TaskOutSchema`` documents them and a test keeps the two equal.
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from typing import Any, Callable, Mapping
 import asyncpg
 
 from shared import notify, rights
+from shared.db.pagination import decode_cursor, page
 from shared.errors import Forbidden, NotFound, PreconditionFailed, ValidationFailed, field_error
-from shared.pagination import decode_cursor, page
 
 logger = logging.getLogger("app.tasks")
 
@@ -219,7 +219,7 @@ class Written:
 
     task: asyncpg.Record
     audience: frozenset[int]
-    mails: tuple[int | None, ...] = ()  # outbox rows to dispatch after the commit (shared.outbox.dispatch)
+    mails: tuple[int | None, ...] = ()  # outbox rows to dispatch after the commit (shared.mail.outbox.dispatch)
 
 
 def _audience(*rows: asyncpg.Record | None) -> frozenset[int]:

@@ -6,7 +6,8 @@ import json
 from aiohttp import web
 from marshmallow import Schema, fields, validate
 
-from shared import comments, outbox
+from shared import comments
+from shared.mail import outbox
 from web.auth import authenticate
 from web.keys import ARQ, CACHE, DB, SETTINGS
 from web.openapi import api, ok

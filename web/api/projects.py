@@ -10,7 +10,8 @@ from typing import Any
 from aiohttp import web
 from marshmallow import Schema, fields, validate
 
-from shared import invitations, outbox, projects, rights
+from shared import invitations, projects, rights
+from shared.mail import outbox
 from web import ratelimit
 from web.auth import authenticate
 from web.keys import ARQ, CACHE, DB, SETTINGS

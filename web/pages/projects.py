@@ -9,12 +9,13 @@ from typing import Any
 
 from aiohttp import web
 
-from shared import invitations, outbox, projects, rights, tasks
+from shared import invitations, projects, rights, tasks
 from shared.errors import AppError, ValidationFailed
+from shared.mail import outbox
 from web import ratelimit
 from web.api.projects import CREATE, INVITE, ROLE, UPDATE
 from web.keys import ARQ, CACHE, DB, SETTINGS
-from web.views.pages import field_errors, form_data, load_form, page_user, redirect, render, task_dict
+from web.pages.common import field_errors, form_data, load_form, page_user, redirect, render, task_dict
 
 PAGE_SIZE = 50
 
@@ -128,7 +129,7 @@ async def create_task(request: web.Request) -> web.Response:
     form = await form_data(request)
 
     async def action() -> tuple[Any, Any]:
-        from web.views.tasks import CREATE_SCHEMA
+        from web.api.tasks import CREATE_SCHEMA
 
         data = load_form(CREATE_SCHEMA, {"title": str(form.get("title", "")), "project_id": _id(request)})
         async with request.app[DB].write.acquire() as conn, conn.transaction():

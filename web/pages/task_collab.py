@@ -8,11 +8,12 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from shared import comments, outbox, projects, rights
+from shared import comments, projects, rights
 from shared.errors import AppError, ValidationFailed
+from shared.mail import outbox
 from web.api.comments import BODY_SCHEMA
 from web.keys import ARQ, CACHE, DB
-from web.views.pages import field_errors, form_data, load_form, page_user, redirect
+from web.pages.common import field_errors, form_data, load_form, page_user, redirect
 
 PAGE = 100
 
@@ -72,4 +73,3 @@ async def remove_comment(request: web.Request) -> web.Response:
 def setup_routes(app: web.Application) -> None:
     app.router.add_post(r"/tasks/{id:\d{1,19}}/comments", add_comment)
     app.router.add_post(r"/comments/{id:\d{1,19}}/delete", remove_comment)
-
