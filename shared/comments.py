@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncpg
 
 from shared import notify, rights
-from shared.db.pagination import decode_cursor, page
-from shared.errors import Forbidden, ValidationFailed
+from shared.db.pagination import decode_id_cursor, page
+from shared.errors import Forbidden
 from shared.tasks import AUDIENCE, MAX_ID, Written, get_task_for_user, utc
 
 COMMENT_JSON = (
@@ -47,12 +47,7 @@ async def list_comments(conn: asyncpg.Connection, *, task_id: int, user_id: int,
                         cursor: str | None, secret: str) -> tuple[list[str], str | None]:
     """One page of the task's comments, oldest first (viewer)."""
     scope = f"comments:{task_id}"
-    after = None
-    if cursor:
-        values = decode_cursor(secret, scope, cursor)
-        if len(values) != 1 or type(values[0]) is not int:
-            raise ValidationFailed({"cursor": ["Invalid cursor; use the next_cursor of a previous page"]})
-        after = values[0]
+    after = decode_id_cursor(secret, scope, cursor)
     await get_task_for_user(conn, task_id=task_id, user_id=user_id, is_admin=is_admin)
     rows = await conn.fetch(SELECT_PAGE, task_id, after, limit + 1)
     items, next_cursor = page(rows, limit, lambda row: [row["id"]], secret, scope)

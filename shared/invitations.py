@@ -15,8 +15,8 @@ import asyncpg
 
 from shared import rights
 from shared.config import Settings
-from shared.db.pagination import decode_cursor, page
-from shared.errors import Conflict, Forbidden, Gone, NotFound, ValidationFailed
+from shared.db.pagination import decode_id_cursor, page
+from shared.errors import Conflict, Forbidden, Gone, NotFound
 from shared.mail import outbox
 from shared.projects import Changed, get_project
 from shared.security import new_token, token_digest
@@ -92,12 +92,7 @@ async def invite(conn: asyncpg.Connection, settings: Settings, *, project_id: in
 async def list_pending(conn: asyncpg.Connection, *, project_id: int, user_id: int, is_admin: bool, limit: int,
                        cursor: str | None, secret: str) -> tuple[list[asyncpg.Record], str | None]:
     scope = f"invitations:{project_id}"
-    after = None
-    if cursor:
-        values = decode_cursor(secret, scope, cursor)
-        if len(values) != 1 or type(values[0]) is not int:
-            raise ValidationFailed({"cursor": ["Invalid cursor; use the next_cursor of a previous page"]})
-        after = values[0]
+    after = decode_id_cursor(secret, scope, cursor)
     await get_project(conn, project_id=project_id, user_id=user_id, is_admin=is_admin, needed=rights.ADMIN)
     rows = await conn.fetch(SELECT_PENDING_PAGE, project_id, after, limit + 1)
     return page(rows, limit, lambda row: [row["id"]], secret, scope)

@@ -13,8 +13,8 @@ from typing import Any
 import asyncpg
 
 from shared import rights
-from shared.db.pagination import decode_cursor, page
-from shared.errors import Conflict, Forbidden, NotFound, PreconditionFailed, ValidationFailed
+from shared.db.pagination import decode_id_cursor, page
+from shared.errors import Conflict, Forbidden, NotFound, PreconditionFailed
 from shared.tasks import MAX_ID, etag_matches
 
 COLUMNS = ("p.id, p.name, p.description, p.color, p.is_inbox, p.owner_id, p.archived_at, p.created_at, "
@@ -109,12 +109,7 @@ async def create_project(conn: asyncpg.Connection, *, owner_id: int, data: dict[
 async def list_projects(conn: asyncpg.Connection, *, user_id: int, archived: bool | None, limit: int,
                         cursor: str | None, secret: str) -> tuple[list[asyncpg.Record], str | None]:
     scope = f"projects:{user_id}:{archived}"
-    after = None
-    if cursor:
-        values = decode_cursor(secret, scope, cursor)
-        if len(values) != 1 or type(values[0]) is not int:
-            raise ValidationFailed({"cursor": ["Invalid cursor; use the next_cursor of a previous page"]})
-        after = values[0]
+    after = decode_id_cursor(secret, scope, cursor)
     rows = await conn.fetch(SELECT_PAGE, user_id, archived, after, limit + 1)
     return page(rows, limit, lambda row: [row["id"]], secret, scope)
 
@@ -157,12 +152,7 @@ async def delete_project(conn: asyncpg.Connection, *, project_id: int, user_id: 
 async def list_members(conn: asyncpg.Connection, *, project_id: int, user_id: int, is_admin: bool, limit: int,
                        cursor: str | None, secret: str) -> tuple[list[asyncpg.Record], str | None]:
     scope = f"members:{project_id}"
-    after = None
-    if cursor:
-        values = decode_cursor(secret, scope, cursor)
-        if len(values) != 1 or type(values[0]) is not int:
-            raise ValidationFailed({"cursor": ["Invalid cursor; use the next_cursor of a previous page"]})
-        after = values[0]
+    after = decode_id_cursor(secret, scope, cursor)
     await get_project(conn, project_id=project_id, user_id=user_id, is_admin=is_admin)
     rows = await conn.fetch(SELECT_MEMBER_PAGE, project_id, after, limit + 1)
     return page(rows, limit, lambda row: [row["user_id"]], secret, scope)
