@@ -394,6 +394,7 @@ def main() -> None:
         for url in (td1, td2, bare1, bare2):
             stack.wait_healthy(url)
         token, many_token = login(td1), login(td1, MANY_EMAIL)
+        tokens = {False: token, True: many_token}
         cached = has_cache(td1, token)
         if args.profile:
             request = {"list": ("GET", "/api/v1/tasks?limit=20", None), "post": ("POST", "/api/v1/tasks", TASK_BODY),
@@ -421,7 +422,7 @@ def main() -> None:
             for row, td, bare in pairs:
                 order = [(row.taskdeck, td), (row.bare, bare)]
                 for results, url in order if round_no % 2 == 0 else reversed(order):
-                    results.append(run(url + row.target, token=many_token if row.as_many else token,
+                    results.append(run(url + row.target, token=tokens[row.as_many],
                                        pid=pids.get(url), seconds=seconds, connections=conns))
             for results, url in [(post.taskdeck, td1), (post.bare, bare1)][::1 if round_no % 2 == 0 else -1]:
                 results.append(run(url + post.target, "POST", TASK_BODY, token, pid=pids.get(url), seconds=seconds,
