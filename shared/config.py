@@ -239,7 +239,8 @@ class _Reader:
 
     def url_list(self, name: str, schemes: tuple[str, ...]) -> tuple[str, ...]:
         def parse(raw: str) -> tuple[str, ...]:
-            return tuple(_parse_url(part.strip(), schemes) for part in raw.split(",") if part.strip())
+            # A URL may itself hold commas (several hosts): split only where the next URL's scheme starts.
+            return tuple(_parse_url(part.strip(), schemes) for part in _URL_LIST.split(raw) if part.strip())
         expected = "comma-separated URLs starting with " + " or ".join(f"{s}://" for s in schemes)
         return self._check(name, (), parse, expected)  # type: ignore[return-value]
 
@@ -332,10 +333,19 @@ def _split_s3(raw: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
+_URL_LIST = re.compile(r",\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
+
+
 def _parse_url(raw: str, schemes: tuple[str, ...]) -> str:
     parts = urlsplit(raw)
     if parts.scheme not in schemes:
         raise ValueError(f"scheme {parts.scheme or 'missing'!r}")
+    if parts.scheme.startswith("postgres") and "," in parts.netloc:
+        # libpq/asyncpg multi-host form: postgresql://user@h1:p1,h2:p2/db (each host checked alone)
+        userinfo, _, hosts = parts.netloc.rpartition("@")
+        for host in hosts.split(","):
+            _parse_url(f"{parts.scheme}://{userinfo}{'@' if userinfo else ''}{host}/", schemes)
+        return raw
     if parts.scheme != "unix" and not parts.hostname:
         raise ValueError("no host")
     try:

@@ -90,7 +90,6 @@ class Etcd:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        shutil.rmtree(self.data_dir, ignore_errors=True)  # cluster state lives in the PG data dirs, not here
         peer, client = f"http://127.0.0.1:{self.peer_port}", f"http://127.0.0.1:{self.port}"
         self.proc = _popen([_require("etcd", "etcd-server"), "--name", "e1", "--data-dir", str(self.data_dir),
                             "--listen-client-urls", client, "--advertise-client-urls", client,
@@ -146,6 +145,7 @@ class PatroniNode:
             "scope": SCOPE, "name": self.name,
             "restapi": {"listen": f"127.0.0.1:{self.rest_port}", "connect_address": f"127.0.0.1:{self.rest_port}"},
             "etcd3": {"hosts": f"127.0.0.1:{self.etcd.port}"},
+            "watchdog": {"mode": "off"},  # no /dev/watchdog here; the leader lock's TTL fences instead
             "bootstrap": {
                 "dcs": {"ttl": TTL, "loop_wait": LOOP_WAIT, "retry_timeout": RETRY_TIMEOUT,
                         "maximum_lag_on_failover": 1048576, "synchronous_mode": True,
@@ -238,10 +238,15 @@ class PatroniCluster:
         return []
 
     def leader(self) -> PatroniNode | None:
-        """The node holding the leader lock and running as primary, or None (no primary right now)."""
+        """The node holding the leader lock and running as primary (Patroni's GET /primary is 200), or None."""
         for member in self.members():
             if member.get("role") == "leader" and member.get("state") == "running":
-                return self.node(member["name"])
+                node = self.node(member["name"])
+                try:
+                    if _http_json(f"http://127.0.0.1:{node.rest_port}/primary", timeout=1)[0] == 200:
+                        return node
+                except OSError:
+                    pass
         return None
 
     def sync_standby(self) -> PatroniNode | None:
