@@ -65,7 +65,7 @@ def _start_services(var: Path, env: dict[str, str], topology: Topology, started:
             replica.start()
             started.append(replica)
             env["DATABASE_REPLICA_URLS"] = replica.dsn("taskdeck")
-    if not env.get("REDIS_URL"):
+    if not env.get("REDIS_URL") and not env.get("REDIS_SENTINELS"):
         redis = RedisServer(var / "redis")
         redis.start()
         started.append(redis)
