@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,12 @@ class HaDev:
 
     def banner(self) -> str:
         return self.output.read_text(errors="replace")
+
+    def errors(self) -> str:
+        """The logged errors with their tracebacks, to explain a failed drill."""
+        text = self.banner()
+        start = text.find("unhandled error")
+        return text[start:start + 6000] if start >= 0 else "(no unhandled error logged)"
 
     def children(self, role: str) -> list[int]:
         pids = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
@@ -98,11 +106,25 @@ def start_ha_dev(tmp: Path, *options: str) -> HaDev:
             stop_ha_dev(dev)
             raise AssertionError("taskdeck dev --ha did not start:\n" + dev.banner()[-5000:])
         time.sleep(0.3)
+    while not _ready(dev.base):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_ha_dev(dev)
+            raise AssertionError("taskdeck dev --ha never became ready:\n" + dev.banner()[-5000:])
+        time.sleep(0.3)
     text = dev.banner()
     dev.dsn = re.search(r"database\s+(\S+)", text).group(1).replace("***@", "postgres@")
     hosts = re.search(r"redis\s+sentinels (\S+) master", text).group(1)
     dev.sentinels = [(h, int(p)) for h, p in (pair.rsplit(":", 1) for pair in hosts.split(","))]
     return dev
+
+
+def _ready(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base}/ready", timeout=5) as response:
+            body = json.loads(response.read())
+    except (OSError, ValueError):
+        return False
+    return body["checks"]["worker"].get("alive", 0) >= 1 and all(r["status"] == "up" for r in body["checks"]["replicas"])
 
 
 def stop_ha_dev(dev: HaDev) -> str:
@@ -120,7 +142,7 @@ class Writer:
     """Creates numbered tasks in a loop, each under its own Idempotency-Key, retrying a 503 with the same key.
 
     Records when every write was acknowledged (201) and every status seen; ``gap_around(t)`` is the longest
-    time without an acknowledgement that spans ``t``.
+    time without an acknowledgement after ``t``.
     """
 
     def __init__(self, base: str, token: str, interval: float = 0.05) -> None:
@@ -168,10 +190,11 @@ class Writer:
                     await asyncio.sleep(self.interval)
                 await asyncio.sleep(self.interval)
 
-    def gap_around(self, moment: float) -> float:
-        before = max((t for t in self.ack_times if t <= moment), default=moment)
-        after = min((t for t in self.ack_times if t > moment), default=float("inf"))
-        return after - before
+    def longest_gap_after(self, moment: float) -> float:
+        """The write downtime: the longest time without an acknowledgement from ``moment`` on (acks arrive
+        every ~50 ms otherwise; a request that waited out the failover inside the server counts too)."""
+        times = [moment, *(t for t in self.ack_times if t > moment)]
+        return max((b - a for a, b in zip(times, times[1:])), default=float("inf"))
 
     async def check_every_ack(self, dsn: str) -> int:
         """Every acknowledged task is on the (new) primary, once; returns how many were checked."""

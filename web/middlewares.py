@@ -199,5 +199,5 @@ async def failover_middleware(request: web.Request, handler: Handler) -> web.Str
         if failover.classify(exc) is None:
             raise
         raise _unavailable(exc, "failed-again") from exc
-    metrics.DB_RETRIES.labels("succeeded").inc()
+    shared_metrics.DB_RETRIES.labels("succeeded").inc()
     return response

@@ -75,9 +75,18 @@ async def sweep_jobs(ctx: dict[str, Any]) -> int:
     """
     identity = ctx.setdefault("redis_identity", RedisIdentity())
     fresh = await identity.changed(ctx["redis"])
-    rows = await ctx["db"].write.fetch(SELECT_STUCK_JOBS, NEW_REDIS_GRACE if fresh else GRACE, LEASE, SWEEP_BATCH)
+    try:
+        enqueued = await _reenqueue(ctx, NEW_REDIS_GRACE if fresh else GRACE)
+    except BaseException:
+        identity.seen = None  # not reconciled: the next sweep must treat Redis as new again
+        raise
     if fresh:
         await sweep_outbox(ctx)
+    return enqueued
+
+
+async def _reenqueue(ctx: dict[str, Any], grace: timedelta) -> int:
+    rows = await ctx["db"].write.fetch(SELECT_STUCK_JOBS, grace, LEASE, SWEEP_BATCH)
     enqueued = 0
     for row in rows:
         if await _still_in_queue(ctx["redis"], row):
