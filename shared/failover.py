@@ -51,6 +51,10 @@ def classify(exc: BaseException) -> str | None:
     return None
 
 
+# Off on a primary; on on a standby, and in a session a read-only default_transaction_read_only started.
+WRITABLE = "SELECT current_setting('transaction_read_only') = 'off'"
+
+
 async def wait_for_primary(pool: asyncpg.Pool, budget: float) -> bool:
     """After a PRIMARY_GONE/READ_ONLY error: drop the pool's connections (they may point at a demoted or
     dead server) and wait up to ``budget`` seconds for a writable primary; True once one answers."""
@@ -63,7 +67,7 @@ async def wait_for_primary(pool: asyncpg.Pool, budget: float) -> bool:
         try:
             async with asyncio.timeout(min(remaining, 2.0)):
                 async with pool.acquire() as conn:
-                    if not await conn.fetchval("SELECT pg_is_in_recovery()"):
+                    if await conn.fetchval(WRITABLE):
                         return True
                     await pool.expire_connections()  # a standby answered: connect again, elsewhere
         except Exception as exc:  # noqa: BLE001 - anything else is classified by the caller's retry

@@ -141,7 +141,7 @@ def stop_ha_dev(dev: HaDev) -> str:
 class Writer:
     """Creates numbered tasks in a loop, each under its own Idempotency-Key, retrying a 503 with the same key.
 
-    Records when every write was acknowledged (201) and every status seen; ``gap_around(t)`` is the longest
+    Records when every write was acknowledged (201) and every status seen; ``longest_gap_after(t)`` is the longest
     time without an acknowledgement after ``t``.
     """
 
