@@ -23,8 +23,8 @@ from redis.asyncio import ConnectionPool
 from redis.asyncio.connection import Connection
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
-from shared import metrics
 from shared.config import Settings
+from shared.observability import metrics
 
 logger = logging.getLogger("app.redis")
 

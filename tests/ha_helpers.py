@@ -19,9 +19,9 @@ import aiohttp
 import asyncpg
 import redis
 
-from shared.dev_ha import HaServices
-from shared.devstack import free_port
-from shared.ha_stack import MASTER_NAME, PatroniNode
+from launcher.dev_ha import HaServices
+from launcher.devstack import free_port
+from launcher.ha_stack import MASTER_NAME, PatroniNode
 
 
 @dataclass
@@ -48,7 +48,7 @@ class HaDev:
 
     def children(self, role: str) -> list[int]:
         pids = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
-        return [int(pid) for pid in pids if f"shared.cli\x00{role}".encode() in _cmdline(int(pid))]
+        return [int(pid) for pid in pids if f"launcher.cli\x00{role}".encode() in _cmdline(int(pid))]
 
     def redis_master(self) -> tuple[str, int]:
         for host, port in self.sentinels:
@@ -96,7 +96,7 @@ def start_ha_dev(tmp: Path, *options: str) -> HaDev:
     env.update(BCRYPT_ROUNDS="4", RATE_LIMIT_API="100000/minute", RATE_LIMIT_JOBS="1000/hour",
                MAX_ACTIVE_JOBS="100", RATE_LIMIT_AUTH_ADDRESS="1000/minute")
     with output.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "shared.cli", "dev", "--ha", "--port", str(port),
+        process = subprocess.Popen([sys.executable, "-m", "launcher.cli", "dev", "--ha", "--port", str(port),
                                     "--var", str(var), *options], cwd=tmp, env=env, stdout=out,
                                    stderr=subprocess.STDOUT)
     dev = HaDev(process, f"http://127.0.0.1:{port}", var, output)

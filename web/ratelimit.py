@@ -34,7 +34,8 @@ from limits.util import WindowStats
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
-from shared import metrics, redis_client
+from shared import redis_client
+from shared.observability import metrics
 from shared.config import Settings
 from shared.errors import RateLimited, Unauthorized
 from shared.security import AccessClaims
@@ -45,7 +46,7 @@ logger = logging.getLogger("app.web.ratelimit")
 STORAGE_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 ERROR_LOG_INTERVAL = 60.0
 KEY_PREFIX = "taskdeck:rl"
-# Routes limited per client address before the handler runs (names from web/views/auth.py).
+# Routes limited per client address before the handler runs (names from web/api/auth.py).
 AUTH_ADDRESS_ROUTES = frozenset({"auth-login", "auth-register", "auth-password-reset",
                                  "auth-password-reset-confirm", "auth-verify-email"})
 JOB_ROUTES = frozenset({"exports-create", "reports-create"})

@@ -19,7 +19,8 @@ from arq import cron
 from arq.connections import ArqRedis
 from arq.jobs import Job, JobStatus
 
-from shared import exports, metrics
+from shared import exports
+from shared.observability import metrics
 from shared.redis_client import RedisIdentity
 from worker.jobs import runner
 from worker.jobs.outbox import sweep_outbox
