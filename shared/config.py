@@ -239,8 +239,7 @@ class _Reader:
 
     def url_list(self, name: str, schemes: tuple[str, ...]) -> tuple[str, ...]:
         def parse(raw: str) -> tuple[str, ...]:
-            # A URL may itself hold commas (several hosts): split only where the next URL's scheme starts.
-            return tuple(_parse_url(part.strip(), schemes) for part in _URL_LIST.split(raw) if part.strip())
+            return tuple(_parse_url(part.strip(), schemes) for part in _split_urls(raw) if part.strip())
         expected = "comma-separated URLs starting with " + " or ".join(f"{s}://" for s in schemes)
         return self._check(name, (), parse, expected)  # type: ignore[return-value]
 
@@ -333,7 +332,17 @@ def _split_s3(raw: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
-_URL_LIST = re.compile(r",\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
+def _split_urls(raw: str) -> list[str]:
+    """Comma-separated URLs, where one URL may list several hosts (``postgresql://u@h1:p,h2:p/db``): a piece
+    joins the previous one while that is still inside its host list (no path started yet)."""
+    parts: list[str] = []
+    for piece in raw.split(","):
+        previous = parts[-1] if parts else ""
+        if previous and "://" not in piece and "/" not in previous.partition("://")[2]:
+            parts[-1] = f"{previous},{piece.strip()}"
+        else:
+            parts.append(piece)
+    return parts
 
 
 def _parse_url(raw: str, schemes: tuple[str, ...]) -> str:
