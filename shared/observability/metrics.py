@@ -62,6 +62,12 @@ REDIS_CONNECTS = Counter("taskdeck_redis_connects_total", "Connections opened to
 REDIS_NEW = Counter("taskdeck_redis_new_total", "Times Redis was found to be another master or emptied")
 JOBS_REENQUEUED = Counter("taskdeck_jobs_reenqueued_total", "Jobs the reconciler handed to the queue again",
                           ["kind", "reason"])
+# Exposed at 0 from the start, so rules and dashboards see the series before the first failover.
+for _kind in ("export", "summary", "admin_activity"):
+    for _reason in ("lost", "stale"):
+        JOBS_REENQUEUED.labels(_kind, _reason)
+for _outcome in ("succeeded", "refused", "no-primary", "failed-again"):
+    DB_RETRIES.labels(_outcome)
 
 
 def registry() -> CollectorRegistry:
