@@ -112,6 +112,7 @@ def start_ha_dev(tmp: Path, *options: str) -> HaDev:
             raise AssertionError("taskdeck dev --ha never became ready:\n" + dev.banner()[-5000:])
         time.sleep(0.3)
     text = dev.banner()
+    assert re.search(r"^  leader    pg[12] 127\.0\.0\.1:\d+$", text, re.M), text
     dev.dsn = re.search(r"database\s+(\S+)", text).group(1).replace("***@", "postgres@")
     hosts = re.search(r"redis\s+sentinels (\S+) master", text).group(1)
     dev.sentinels = [(h, int(p)) for h, p in (pair.rsplit(":", 1) for pair in hosts.split(","))]
@@ -150,6 +151,7 @@ class Writer:
         self.acked: dict[str, int] = {}  # title -> task id
         self.ack_times: list[float] = []
         self.statuses: dict[int, int] = {}
+        self.read_statuses: dict[int, int] = {}
         self.slowest = 0.0
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -186,9 +188,19 @@ class Writer:
                     if status == 201:
                         self.acked[title] = body["id"]
                         self.ack_times.append(time.monotonic())
+                        await self._read_back(session, body["id"])
                         break
                     await asyncio.sleep(self.interval)
                 await asyncio.sleep(self.interval)
+
+    async def _read_back(self, session: aiohttp.ClientSession, task_id: int) -> None:
+        """The writer reads its write back (a replica that has it, or the primary): never a 500, never stale."""
+        try:
+            async with session.get(f"{self.base}/api/v1/tasks/{task_id}") as response:
+                status = response.status
+        except aiohttp.ClientError:
+            status = -1
+        self.read_statuses[status] = self.read_statuses.get(status, 0) + 1
 
     def longest_gap_after(self, moment: float) -> float:
         """The write downtime: the longest time without an acknowledgement from ``moment`` on (acks arrive

@@ -174,6 +174,7 @@ async def _writer_drill(ha: HaDev, email: str, act: Any, limit: float) -> tuple[
     gap = writer.longest_gap_after(moment)
     checked = await writer.check_every_ack(ha.dsn)
     assert set(writer.statuses) <= {201, 503}, (writer.statuses, ha.errors())  # never a 500, never a dropped connection
+    assert set(writer.read_statuses) <= {200, 503}, (writer.read_statuses, ha.errors())  # reads back its writes
     assert writer.slowest < 15, writer.slowest
     assert gap <= limit, f"writes stopped for {gap:.2f} s"
     return gap, checked, writer, moment
@@ -190,7 +191,7 @@ async def test_clean_switchover(ha: HaDev) -> None:
     gap, checked, writer, _ = await _writer_drill(ha, "switchover@example.com", cluster.switchover, 5.0)
     assert cluster.leader() is not old
     print(f"\nswitchover {old.name} -> {cluster.leader().name}: writes paused {gap:.2f} s; {checked} acknowledged "
-          f"writes all on the new primary once; statuses {writer.statuses}")
+          f"writes all on the new primary once; statuses {writer.statuses}, reads {writer.read_statuses}")
 
 
 async def test_primary_node_killed_and_back_as_sync_standby(ha: HaDev) -> None:
@@ -210,7 +211,7 @@ async def test_primary_node_killed_and_back_as_sync_standby(ha: HaDev) -> None:
         metrics = await (await session.get(f"{ha.base}/metrics")).text()
     assert "taskdeck_db_failovers_total" in metrics
     print(f"\nnode death of {old.name}: writes resumed on {new.name} after {gap:.2f} s; {checked} acknowledged writes "
-          f"all there once; statuses {writer.statuses}; {old.name} sync standby again {back:.1f} s after the kill; "
+          f"all there once; statuses {writer.statuses}, reads {writer.read_statuses}; {old.name} sync standby again {back:.1f} s after the kill; "
           f"replica reads up {replica_up:.1f} s after that")
     assert back <= 30
 
