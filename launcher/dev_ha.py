@@ -17,7 +17,8 @@ from typing import Any
 
 import asyncpg
 
-from launcher.ha_stack import MASTER_NAME, PatroniCluster, SentinelRedis
+from launcher.ha_redis import MASTER_NAME, SentinelRedis
+from launcher.ha_stack import PatroniCluster
 
 
 class HaServices:

@@ -21,7 +21,8 @@ import redis
 
 from launcher.dev_ha import HaServices
 from launcher.devstack import free_port
-from launcher.ha_stack import MASTER_NAME, PatroniNode
+from launcher.ha_redis import MASTER_NAME
+from launcher.ha_stack import PatroniNode
 
 
 @dataclass

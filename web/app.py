@@ -75,11 +75,13 @@ async def failover_watch_ctx(app: web.Application) -> AsyncIterator[None]:
     of each asks the primary. Revocations themselves are rows in PostgreSQL and never depend on Redis.
     """
     identity, primary = redis_client.RedisIdentity(), failover.PrimaryWatch(app[DB].write)
+    # A client of its own: the watch must not take connections (or round trips) from requests.
+    redis = redis_client.client(app[SETTINGS], max_connections=2)
 
     async def step() -> None:
         await primary.check()
         try:
-            if await identity.changed(app[REDIS]):
+            if await identity.changed(redis):
                 app[SESSION_CACHE].forget_sessions()
         except (RedisError, OSError):
             app[SESSION_CACHE].forget_sessions()  # cannot tell: trust nothing remembered
@@ -87,6 +89,7 @@ async def failover_watch_ctx(app: web.Application) -> AsyncIterator[None]:
     watch = samplers.Periodic(WATCH_INTERVAL, step).start()
     yield
     await watch.stop()
+    await redis.aclose()
 
 
 async def sampler_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -116,9 +116,21 @@ async def test_redis_master_killed(ha: HaDev) -> None:
             assert status == 202
             enqueued.append(job["id"])
         ran = await _until(lambda: _jobs_done(session, ha.base, token, enqueued), 30, "jobs enqueued after the kill")
+    # The launcher starts the killed server again as a replica of the new master (never a second master).
+    await _until(lambda: asyncio.to_thread(_replica_count, ha, port), 30, "the old master back as a replica")
     print(f"\nredis master killed: limits, revocation and enqueueing work after {recovered:.2f} s; "
           f"{len(enqueued)} jobs enqueued after the kill ran within {ran:.1f} s more")
     assert recovered <= 5.0
+
+
+def _replica_count(ha: HaDev, old_port: int) -> bool:
+    host, port = ha.redis_master()
+    client = redis.Redis(host=host, port=port, socket_timeout=1)
+    try:
+        info = client.info("replication")
+    finally:
+        client.close()
+    return any(str(value.get("port")) == str(old_port) for key, value in info.items() if key.startswith("slave"))
 
 
 async def test_redis_flushall_loses_no_job_and_no_revocation(ha: HaDev) -> None:
