@@ -42,8 +42,13 @@ def classify(exc: BaseException) -> str | None:
         if state in _GONE_STATES or state.startswith("08"):
             return PRIMARY_GONE
         return BUSY if state == "53300" else None
-    if isinstance(exc, (asyncpg.InterfaceError, asyncpg.InternalClientError)):
+    if isinstance(exc, (asyncpg.InterfaceError, asyncpg.TargetServerAttributeNotMatched)):
         return PRIMARY_GONE
+    if isinstance(exc, asyncpg.InternalClientError):
+        # "another operation is in progress" while rolling back on a connection that just died: the death
+        # decides. Without such a cause it is a bug of ours, and no failover will fix it.
+        cause = exc.__cause__ or exc.__context__
+        return classify(cause) if cause is not None else None
     if isinstance(exc, TimeoutError):  # asyncio.TimeoutError is TimeoutError since 3.11
         return TIMEOUT
     if isinstance(exc, ConnectionError) or (isinstance(exc, OSError) and exc.errno in _NETWORK_ERRNOS):

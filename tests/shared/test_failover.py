@@ -31,8 +31,7 @@ TASKS = "/api/v1/tasks"
     (asyncpg.AdminShutdownError("terminating connection due to administrator command"), failover.PRIMARY_GONE),
     (asyncpg.CannotConnectNowError("the database system is shutting down"), failover.PRIMARY_GONE),
     (asyncpg.TargetServerAttributeNotMatched("None of the hosts match"), failover.PRIMARY_GONE),
-    (asyncpg.InternalClientError("cannot switch to state 15; another operation (2) is in progress"),
-     failover.PRIMARY_GONE),
+    (asyncpg.InternalClientError("a bug of ours"), None),
     (ConnectionRefusedError(111, "Connect call failed"), failover.PRIMARY_GONE),
     (ConnectionResetError(104, "reset by peer"), failover.PRIMARY_GONE),
     (asyncpg.ReadOnlySQLTransactionError("cannot execute INSERT in a read-only transaction"), failover.READ_ONLY),
@@ -45,6 +44,16 @@ TASKS = "/api/v1/tasks"
 ])
 def test_every_database_failure_is_classified_in_one_place(exc: BaseException, kind: str | None) -> None:
     assert failover.classify(exc) == kind
+
+
+def test_a_client_state_error_on_a_connection_that_just_died_counts_as_the_death() -> None:
+    try:
+        try:
+            raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+        except asyncpg.ConnectionDoesNotExistError:  # what the rollback on the way out then raises
+            raise asyncpg.InternalClientError("cannot switch to state 15; another operation (2) is in progress")
+    except asyncpg.InternalClientError as exc:
+        assert failover.classify(exc) == failover.PRIMARY_GONE
 
 
 @pytest.fixture
