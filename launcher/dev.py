@@ -7,22 +7,25 @@ exactly the environment a production deployment would give them.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from launcher.bootstrap import create_admin
-from shared.config import ConfigError, Settings, load_dotenv_file, redact
+from shared.config import ConfigError, Settings, load_dotenv_file, mask_password
 from launcher.devstack import DevStackError, PostgresServer, RedisServer, S3Server, SmtpSink
 from shared.db.migrate import migrate
 
 DEV_ADMIN_EMAIL = "admin@taskdeck.localhost"
+SLOW_START_SECONDS = 60  # then say what is still awaited (and keep waiting: Ctrl-C stops)
 
 
 def _persistent_secret(path: Path, make: Any) -> str:
@@ -128,19 +131,19 @@ def _banner(host: str, port: int, env: dict[str, str], admin_password: str, var:
         f"  ready     {base}/ready",
         f"  metrics   {base}/metrics",
         # A real server's URL may carry its password (`taskdeck dev` honours DATABASE_URL etc.).
-        f"  mail      {redact('', mail)}",
-        f"  database  {redact('', env['DATABASE_URL'])}  (primary: every write)",
+        f"  mail      {mask_password(mail)}",
+        f"  database  {mask_password(env['DATABASE_URL'])}  (primary: every write)",
     ]
-    lines += [f"  replica   {redact('', url)}  (streaming: reads that are current enough)"
+    lines += [f"  replica   {mask_password(url)}  (streaming: reads that are current enough)"
               for url in filter(None, env.get("DATABASE_REPLICA_URLS", "").split(","))
               if not topology.ha]
     ha = next((s for s in services if hasattr(s, "banner_lines")), None)
-    lines += ha.banner_lines() if ha is not None else [f"  redis     {redact('', env['REDIS_URL'])}"]
+    lines += ha.banner_lines() if ha is not None else [f"  redis     {mask_password(env['REDIS_URL'])}"]
     lines += [
         f"  web       {topology.web_procs} process(es) on port {port}, pid {web.pid}"
         + (" (gunicorn arbiter)" if topology.web_procs > 1 else ""),
         f"  workers   {len(workers)} arq process(es), pid {', '.join(str(w.pid) for w in workers)}",
-        f"  exports   {redact('', env['EXPORT_STORAGE'])}"
+        f"  exports   {mask_password(env['EXPORT_STORAGE'])}"
         + (f" at {env['AWS_ENDPOINT_URL']}" if env.get("AWS_ENDPOINT_URL") else ""),
         f"  admin     {DEV_ADMIN_EMAIL} / {admin_password}", "",
     ]
@@ -194,6 +197,10 @@ def run_dev(host: str = "127.0.0.1", port: int = 8080, var_dir: str = "var", top
         asyncio.run(create_admin(settings, email=DEV_ADMIN_EMAIL, password=admin_password))
         children = [_spawn("web", env, "--host", host, "--port", str(port), "--procs", str(topology.web_procs))]
         children += [_spawn("worker", env) for _ in range(topology.worker_procs)]
+        signal.signal(signal.SIGTERM, _interrupt)
+        exited = _wait_until_running(_local_url(host, port), children, topology.worker_procs)
+        if exited is not None:
+            return exited
         print(_banner(host, port, env, admin_password, var, children, topology, services), flush=True)
         return _wait(children, [s.supervise for s in services if hasattr(s, "supervise")])
     except ConfigError as exc:
@@ -208,13 +215,47 @@ def run_dev(host: str = "127.0.0.1", port: int = 8080, var_dir: str = "var", top
         print("Taskdeck stopped; data kept in " + str(var), flush=True)
 
 
+def _local_url(host: str, port: int) -> str:
+    """Where this machine reaches the web port (a wildcard bind answers on loopback)."""
+    reach = "127.0.0.1" if host in ("", "0.0.0.0") else "::1" if host == "::" else host
+    return f"http://[{reach}]:{port}" if ":" in reach else f"http://{reach}:{port}"
+
+
+def _running(base: str, workers: int) -> bool:
+    """True once the web port answers /ready with 200 and every worker process has a heartbeat."""
+    try:
+        with urllib.request.urlopen(f"{base}/ready", timeout=2) as response:
+            worker = json.load(response)["checks"]["worker"]
+    except (OSError, ValueError, KeyError, TypeError):  # not listening yet, 503, or a body mid-change
+        return False
+    # The count is shown only to METRICS_TOKEN holders; without it, "up" means at least one heartbeat.
+    return bool(worker.get("status") == "up" and worker.get("alive", workers) >= workers)
+
+
+def _wait_until_running(base: str, children: list[subprocess.Popen[bytes]], workers: int) -> int | None:
+    """Block until the system answers (the banner says "running" only then); a child's exit code if one died."""
+    started = time.monotonic()
+    warned = False
+    while not _running(base, workers):
+        for child in children:
+            code = child.poll()
+            if code is not None:
+                print(f"taskdeck: the {_role(child)} process exited with code {code} while starting; stopping",
+                      file=sys.stderr)
+                return code or 1
+        if not warned and time.monotonic() - started > SLOW_START_SECONDS:
+            print(f"taskdeck: still waiting for {base}/ready to report the worker up…", file=sys.stderr, flush=True)
+            warned = True
+        time.sleep(0.2)
+    return None
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # SIGTERM (e.g. from a supervisor) stops as cleanly as Ctrl-C
 
 
 def _wait(children: list[subprocess.Popen[bytes]], supervisors: list[Any] = ()) -> int:
     """Block until Ctrl-C/SIGTERM, or until a child dies (then stop the rest and report it)."""
-    signal.signal(signal.SIGTERM, _interrupt)
     while True:
         for supervise in supervisors:  # --ha: dead servers are started again and rejoin
             supervise()

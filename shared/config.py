@@ -390,6 +390,15 @@ def redact(name: str, raw: str) -> str:
     return f"{name}={masked}" if name else masked
 
 
+_URL_PASSWORD = re.compile(r"(://[^:@/\s]*):[^@\s]*@")
+
+
+def mask_password(url: str) -> str:
+    """A URL fit to print and to paste (``psql`` needs the user): only a password, and secret-named query
+    values, are masked. ``redact`` hides the whole user part instead, for messages about bad values."""
+    return _QUERY_SECRET.sub(r"\1***", _URL_PASSWORD.sub(r"\1:***@", url))
+
+
 def load_dotenv_file(path: Path = Path(".env")) -> None:
     """Read ``.env`` (development convenience); real environment variables always win."""
     if path.is_file():
