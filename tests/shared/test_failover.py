@@ -145,6 +145,20 @@ async def test_the_reconciler_takes_every_lost_job_at_once_when_redis_is_emptied
     assert (row["status"], row["enqueues"]) == ("queued", 1)
 
 
+async def test_a_job_made_just_before_redis_was_emptied_is_not_left_for_the_full_grace(
+        aiohttp_client: Any, settings: Settings, make_user: Any, database: Database, arq_redis: ArqRedis) -> None:
+    client = await aiohttp_client(create_app(settings))
+    user = await make_user()
+    ctx = job_ctx(settings, database, redis=arq_redis)
+    await sweep_jobs(ctx)
+    ctx["redis_new_at"] = time.monotonic() - 60  # the worker has been up a while
+    await create_job(client, user, format="csv")
+    await arq_redis.flushall()
+    assert await sweep_jobs(ctx) == 0  # Redis is new, but this row may still have its enqueue in flight
+    await asyncio.sleep(1.2)
+    assert await sweep_jobs(ctx) == 1  # the next sweep takes it: seconds, not GRACE (20 s)
+
+
 async def test_redis_identity_tells_a_flush_and_another_server_apart_from_nothing(settings: Settings) -> None:
     redis = Redis.from_url(settings.redis_url)
     try:

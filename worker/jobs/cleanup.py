@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -76,8 +78,13 @@ async def sweep_jobs(ctx: dict[str, Any]) -> int:
     """
     identity = ctx.setdefault("redis_identity", RedisIdentity())
     fresh = await identity.changed(ctx["redis"])
+    if fresh:
+        ctx["redis_new_at"] = time.monotonic()
+    # For a whole GRACE after Redis was found new, not just once: a row made a moment before the loss is
+    # inside NEW_REDIS_GRACE at the first sweep and would otherwise wait the full GRACE.
+    recently_new = time.monotonic() - ctx.get("redis_new_at", -math.inf) < GRACE.total_seconds()
     try:
-        enqueued = await _reenqueue(ctx, NEW_REDIS_GRACE if fresh else GRACE)
+        enqueued = await _reenqueue(ctx, NEW_REDIS_GRACE if recently_new else GRACE)
     except BaseException:
         identity.seen = None  # not reconciled: the next sweep must treat Redis as new again
         raise
