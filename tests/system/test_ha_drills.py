@@ -221,11 +221,21 @@ async def test_primary_node_killed_and_back_as_sync_standby(ha: HaDev) -> None:
         # Roles swapped: the replica pool follows the standby to the other node.
         replica_up = await _until(lambda: _replica_up(session, ha.base), 30, "the replica reads on the new standby")
         metrics = await (await session.get(f"{ha.base}/metrics")).text()
-    assert "taskdeck_db_failovers_total" in metrics
+    # Both web processes saw the primary move (switchover and this) and counted the time without one.
+    assert _metric(metrics, "taskdeck_db_failovers_total") >= 2
+    assert _metric(metrics, "taskdeck_db_no_primary_seconds_total") > 0
+    assert _metric(metrics, "taskdeck_redis_new_total") >= 1  # the Redis drills above
     print(f"\nnode death of {old.name}: writes resumed on {new.name} after {gap:.2f} s; {checked} acknowledged writes "
           f"all there once; statuses {writer.statuses}, reads {writer.read_statuses}; {old.name} sync standby again {back:.1f} s after the kill; "
-          f"replica reads up {replica_up:.1f} s after that")
+          f"replica reads up {replica_up:.1f} s after that; metrics: failovers seen "
+          f"{_metric(metrics, 'taskdeck_db_failovers_total'):.0f}, seconds without a primary "
+          f"{_metric(metrics, 'taskdeck_db_no_primary_seconds_total'):.1f} (summed over the web processes)")
     assert back <= 30
+
+
+def _metric(text: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name) and line[len(name):len(name) + 1] in (" ", "{"))
 
 
 async def _replica_up(session: aiohttp.ClientSession, base: str) -> bool:
