@@ -98,6 +98,8 @@ def _responses(traits: Traits, path: str) -> dict[str, Any]:
         codes |= {409, 422}
     if traits.rate_limited:
         codes.add(429)
+    if traits.auth or traits.body is not None:  # touches the primary: 503 while it fails over (docs/ha.md)
+        codes.add(503)
     # A copy: apispec resolves schemas in place, and every app built (tests build many) reads the same traits.
     responses: dict[str, Any] = {str(code): copy.deepcopy(value) for code, value in traits.responses.items()}
     if traits.conditional == "read":
@@ -166,6 +168,8 @@ def _components(spec: APISpec) -> None:
         401: {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},
         429: {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}},
               **RATE_LIMIT_HEADERS},
+        # During a database failover (docs/ha.md), or while Redis-backed password reset is down.
+        503: {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
     }
     for status in PROBLEM_STATUSES:
         response = {"description": "Problem details (RFC 9457)",
