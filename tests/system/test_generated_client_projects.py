@@ -21,8 +21,8 @@ def test_generated_client_shares_a_project(live: LiveServer, generated: Any) -> 
     with generated.AuthenticatedClient(base_url=live.url, token=token, raise_on_unexpected_status=True) as client:
         project = _api("projects.projects_create").sync(client=client, body=models.ProjectCreate(name="Gen"))
         assert isinstance(project, models.ProjectOut) and project.role.value == "owner" and not project.is_inbox
-        invited = _api("projects.project_invite").sync_detailed(
-            client=client, id=project.id, body=models.Invite(email="gen-bea@example.com", role=models.InviteRole("editor")))
+        invite = models.Invite(email="gen-bea@example.com", role=models.InviteRole("editor"))
+        invited = _api("projects.project_invite").sync_detailed(client=client, id=project.id, body=invite)
         assert invited.status_code == 202
         pending = _api("projects.project_invitations").sync(client=client, id=project.id)
         assert [i.email for i in pending.items] == ["gen-bea@example.com"]

@@ -122,10 +122,16 @@ async def show_account(request: web.Request) -> web.Response:
 
 
 async def submit_account(request: web.Request) -> web.Response:
-    """Name or password, through the API's schema and ``update_me`` (a new password ends the other sessions)."""
+    """Name, email notifications or password, through the API's schema and ``update_me`` (a new password ends
+    the other sessions)."""
     auth = await page_user(request)
     form = await form_data(request)
     action = str(form.get("action", "name"))
+    if action == "notifications":  # a checkbox: present means on
+        on = form.get("email_notifications") == "on"
+        await accounts.update_me(request.app[DB], request.app[REDIS], request.app[SETTINGS], user_id=auth.user_id,
+                                 session_id=auth.claims.session_id, changes={"email_notifications": on})
+        return redirect(request, "/account", "Emails about assignments and comments are " + ("on." if on else "off."))
     fields = ("name",) if action == "name" else ("password", "current_password")
     changes = {name: str(form.get(name, "")) for name in fields}
     try:
