@@ -55,6 +55,9 @@ class Traits:
     idempotent: bool = False  # Idempotency-Key: 409 while the first request runs, 422 on another body
     rate_limited: bool = False  # per-address/email limits of the public auth routes (bearer routes always are)
     errors: tuple[int, ...] = ()  # domain errors of this operation alone (409 duplicate email, 410 expired...)
+    # Runs bcrypt: limited per address (429) and refused with 503 + Retry-After while the bounded bcrypt
+    # queue is full (shared/security.py).
+    hashes_password: bool = False
 
 
 def api(**traits: Any) -> Callable[[Handler], Handler]:
@@ -98,6 +101,8 @@ def _responses(traits: Traits, path: str) -> dict[str, Any]:
         codes |= {409, 422}
     if traits.rate_limited:
         codes.add(429)
+    if traits.hashes_password:
+        codes |= {429, 503}
     # A copy: apispec resolves schemas in place, and every app built (tests build many) reads the same traits.
     responses: dict[str, Any] = {str(code): copy.deepcopy(value) for code, value in traits.responses.items()}
     if traits.conditional == "read":
@@ -166,6 +171,8 @@ def _components(spec: APISpec) -> None:
         401: {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},
         429: {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}},
               **RATE_LIMIT_HEADERS},
+        503: {"Retry-After": {"description": "Seconds to wait, when the cause is temporary",
+                              "schema": {"type": "integer"}}},
     }
     for status in PROBLEM_STATUSES:
         response = {"description": "Problem details (RFC 9457)",
