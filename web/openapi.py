@@ -30,7 +30,10 @@ from web.security_headers import TRUSTED_INLINE_HTML
 SPEC_URL = "/api/v1/openapi.json"
 DOCS_PREFIX = "/api/docs"
 OPENAPI_KEY = web.AppKey("openapi", dict)
-PROBLEM_STATUSES = (400, 401, 403, 404, 409, 410, 412, 413, 415, 422, 429, 503)
+PROBLEM_STATUSES = (400, 401, 403, 404, 409, 410, 412, 413, 414, 415, 422, 429, 431, 503)
+# Any request can be refused by the HTTP parser before it reaches its route (web/protocol.py): malformed
+# (400), a request line too long (414), headers too large (431). Every operation declares them.
+PARSER_STATUSES = frozenset({400, 414, 431})
 IDEMPOTENCY_KEY = {"type": "string", "pattern": KEY_PATTERN,
                    "description": "Replays the first response for 24 h; a UUID is a good choice"}
 RATE_LIMIT_HEADERS = {
@@ -86,7 +89,7 @@ def _problem(status: int) -> dict[str, Any]:
 
 
 def _responses(traits: Traits, path: str) -> dict[str, Any]:
-    codes = set(traits.errors)
+    codes = set(traits.errors) | PARSER_STATUSES
     if traits.auth:
         codes |= {401, 429} | ({403} if traits.auth == "admin" else set())
     if traits.body is not None:
