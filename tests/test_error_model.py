@@ -52,7 +52,7 @@ async def _raw(client, request: bytes) -> bytes:
 
 @pytest.mark.parametrize(("request_bytes", "status"), [
     (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),  # a header over 8190 bytes
-    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),                   # a request line over 8192
+    (b"GET /" + b"a" * 33000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),                  # a request line over 32 KiB
     (b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400),
 ])
 async def test_requests_the_http_parser_refuses_are_problems_too(client, request_bytes, status):

@@ -31,9 +31,11 @@ SPEC_URL = "/api/v1/openapi.json"
 DOCS_PREFIX = "/api/docs"
 OPENAPI_KEY = web.AppKey("openapi", dict)
 PROBLEM_STATUSES = (400, 401, 403, 404, 409, 410, 412, 413, 414, 415, 422, 429, 431, 503)
-# Any request can be refused by the HTTP parser before it reaches its route (web/protocol.py): malformed
-# (400), a request line too long (414), headers too large (431). Every operation declares them.
-PARSER_STATUSES = frozenset({400, 414, 431})
+# Any request can be refused before it reaches its route: by the HTTP parser (web/protocol.py: malformed 400,
+# request line too long 414, headers too large 431), or by the per-user ``api`` tier, which counts every
+# /api/ request that carries a validly signed credential, whatever the route (429). Every operation
+# declares them.
+ANY_REQUEST_STATUSES = frozenset({400, 414, 429, 431})
 IDEMPOTENCY_KEY = {"type": "string", "pattern": KEY_PATTERN,
                    "description": "Replays the first response for 24 h; a UUID is a good choice"}
 RATE_LIMIT_HEADERS = {
@@ -89,7 +91,7 @@ def _problem(status: int) -> dict[str, Any]:
 
 
 def _responses(traits: Traits, path: str) -> dict[str, Any]:
-    codes = set(traits.errors) | PARSER_STATUSES
+    codes = set(traits.errors) | ANY_REQUEST_STATUSES
     if traits.auth:
         codes |= {401, 429} | ({403} if traits.auth == "admin" else set())
     if traits.body is not None:
