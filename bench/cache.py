@@ -1,6 +1,6 @@
 """Cost of a cache hit against the database query it replaces (shared/cache.py). Not a test: asserts nothing.
 
-    python bench/cache.py            # starts PostgreSQL and Redis itself (shared.devstack)
+    python bench/cache.py            # starts PostgreSQL and Redis itself (launcher.devstack)
 
 For an owner with 300 and one with 10,000 tasks: the first page of the default list (20 rows) and the
 task stats, each read N times from the primary and N times as a cache hit; prints microseconds per read.
@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared import tasks  # noqa: E402
 from shared.cache import OwnerCache  # noqa: E402
-from shared.devstack import PostgresServer, RedisServer  # noqa: E402
-from shared.migrate import migrate  # noqa: E402
+from launcher.devstack import PostgresServer, RedisServer  # noqa: E402
+from shared.db.migrate import migrate  # noqa: E402
 
 N = 2000
 SEED = """

@@ -1,6 +1,6 @@
 """Benchmark of the export worker. Not a test: asserts nothing, prints numbers.
 
-    python bench/exports.py                     # starts PostgreSQL + Redis itself (shared.devstack)
+    python bench/exports.py                     # starts PostgreSQL + Redis itself (launcher.devstack)
     python bench/exports.py --csv-rows 200000 --pdf-rows 20000
     DATABASE_URL=... REDIS_URL=... python bench/exports.py   # existing servers (creates a bench user)
 
@@ -13,7 +13,7 @@ production runs) and prints:
 - peak RSS growth: the process's peak resident memory during the job minus its resident memory just
   before (Linux: VmHWM after resetting it through /proc/self/clear_refs; else sampled every 5 ms).
 
-Targets (issue 5): CSV of 100,000 tasks <= 3 s and < 50 MB RSS growth; PDF of 10,000 rows <= 8 s.
+Targets: CSV of 100,000 tasks <= 3 s and < 50 MB RSS growth; PDF of 10,000 rows <= 8 s.
 """
 from __future__ import annotations
 
@@ -40,8 +40,8 @@ from arq.connections import RedisSettings  # noqa: E402
 
 from shared import exports  # noqa: E402
 from shared.config import Settings  # noqa: E402
-from shared.devstack import PostgresServer, RedisServer  # noqa: E402
-from shared.migrate import migrate  # noqa: E402
+from launcher.devstack import PostgresServer, RedisServer  # noqa: E402
+from shared.db.migrate import migrate  # noqa: E402
 from worker.jobs import exports as export_jobs  # noqa: E402
 from worker.settings import WorkerSettings, build_worker  # noqa: E402
 

@@ -6,8 +6,8 @@
     python bench/hotpath.py --bare-uvloop          # the bare app on uvloop too (Taskdeck always is)
     python bench/hotpath.py --profile /tmp/stacks.txt [--profile-request list|get|post]   # py-spy instead
 
-Starts embedded PostgreSQL + Redis (shared.devstack), migrates, seeds one user with 1,000 tasks, then
-starts Taskdeck as shipped (`python -m shared.cli web`: logs at INFO, metrics, request ids, rate limits
+Starts embedded PostgreSQL + Redis (launcher.devstack), migrates, seeds one user with 1,000 tasks, then
+starts Taskdeck as shipped (`python -m launcher.cli web`: logs at INFO, metrics, request ids, rate limits
 on with generous limits, the session check) with one and with two processes, and bench/bare.py with one
 and with two reuse_port processes. wrk (C, over loopback) drives one target at a time; Taskdeck and bare
 alternate within every round and the order flips each round, so drift on a shared machine hits both.
@@ -38,8 +38,8 @@ import bcrypt
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shared.devstack import PostgresServer, RedisServer, free_port  # noqa: E402
-from shared.migrate import migrate  # noqa: E402
+from launcher.devstack import PostgresServer, RedisServer, free_port  # noqa: E402
+from shared.db.migrate import migrate  # noqa: E402
 
 EMAIL, PASSWORD = "bench@example.com", "correct horse battery staple"
 TASK_BODY = {"title": "Benchmark task", "description": "Created by bench/hotpath.py", "priority": "high",
@@ -171,7 +171,7 @@ class Stack:
                "EXPORT_STORAGE": str(self.base / "exports"), **GENEROUS_LIMITS}
         if procs > 1:
             env["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc)
-        cmd = [sys.executable, "-m", "shared.cli", "web", "--port", str(port)]
+        cmd = [sys.executable, "-m", "launcher.cli", "web", "--port", str(port)]
         if procs == 1:
             return f"http://127.0.0.1:{port}", [self.spawn(name, cmd, env)], "one process"
         if "--procs" in subprocess.run(cmd[:4] + ["--help"], cwd=ROOT, capture_output=True, text=True,

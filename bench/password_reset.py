@@ -5,7 +5,7 @@
 
 Alternates the two addresses one request at a time (so drift hits both alike) and prints the median
 and p90 of each. No worker runs: the request's own work is what is measured. The test suite shows the
-two paths are the same structurally (tests/test_password_reset_path.py); this is the clock's view.
+two paths are the same structurally (tests/api/test_password_reset_path.py); this is the clock's view.
 """
 from __future__ import annotations
 

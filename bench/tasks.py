@@ -33,8 +33,8 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shared.devstack import PostgresServer, RedisServer, free_port  # noqa: E402
-from shared.migrate import migrate  # noqa: E402
+from launcher.devstack import PostgresServer, RedisServer, free_port  # noqa: E402
+from shared.db.migrate import migrate  # noqa: E402
 
 API = "/api/v1/tasks"
 PRIORITIES = ("low", "medium", "high", "urgent")
@@ -50,7 +50,7 @@ wrk.headers["Authorization"] = {auth}
 
 @contextmanager
 def local_service(log_level: str) -> Iterator[str]:
-    """Embedded PostgreSQL + Redis (shared.devstack) and `taskdeck web` in a subprocess; yields its URL."""
+    """Embedded PostgreSQL + Redis (launcher.devstack) and `taskdeck web` in a subprocess; yields its URL."""
     base = Path(tempfile.mkdtemp(prefix="taskdeck-bench-"))
     os.chmod(base, 0o755)  # postgres runs as nobody when we are root
     postgres, redis = PostgresServer(base / "pg"), RedisServer(base / "redis")
@@ -68,9 +68,9 @@ def local_service(log_level: str) -> Iterator[str]:
                # One user hammering the API would meet RATE_LIMIT_API (600/minute) within a second.
                "RATE_LIMITS": os.environ.get("RATE_LIMITS", "off")}
         env.pop("DATABASE_REPLICA_URLS", None)
-        # `python -m shared.cli web` is `taskdeck web` without needing the package installed.
+        # `python -m launcher.cli web` is `taskdeck web` without needing the package installed.
         with open(base / "web.log", "ab") as log:
-            web = subprocess.Popen([sys.executable, "-m", "shared.cli", "web", "--port", str(port)], cwd=ROOT,
+            web = subprocess.Popen([sys.executable, "-m", "launcher.cli", "web", "--port", str(port)], cwd=ROOT,
                                    env=env, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         asyncio.run(_wait_until_healthy(url, web, base / "web.log"))

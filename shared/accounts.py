@@ -17,11 +17,12 @@ from arq.connections import ArqRedis
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from shared import jobs, outbox
+from shared import jobs
+from shared.mail import outbox
 from shared.config import Settings
-from shared.db import Database
+from shared.db.database import Database
 from shared.errors import Conflict, Forbidden, ServiceUnavailable, Unauthorized, field_error
-from shared.logs import request_id_var
+from shared.observability.logs import request_id_var
 from shared.security import (create_access_token, hash_password, needs_rehash, new_token, token_digest,
                              verify_password)
 

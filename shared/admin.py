@@ -8,7 +8,7 @@ import asyncpg
 
 from shared import accounts, exports, tasks
 from shared.errors import Conflict, Forbidden, NotFound
-from shared.pagination import decode_cursor, page
+from shared.db.pagination import decode_cursor, page
 
 # Filters are optional: a NULL parameter switches its condition off, so one statement (and one plan
 # shape) serves every combination. `q` is a substring of email or name.

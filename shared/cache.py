@@ -34,7 +34,7 @@ from typing import Awaitable, Callable, Mapping
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from shared import metrics
+from shared.observability import metrics
 
 logger = logging.getLogger("app.cache")
 ERRORS = (RedisError, OSError, asyncio.TimeoutError)

@@ -51,7 +51,7 @@ class SmtpConfig:
 
 @dataclass(frozen=True)
 class S3Config:
-    """``EXPORT_STORAGE=s3://bucket/prefix`` plus the standard AWS variables (shared/storage_s3.py)."""
+    """``EXPORT_STORAGE=s3://bucket/prefix`` plus the standard AWS variables (shared/storage/s3.py)."""
 
     bucket: str
     prefix: str = ""

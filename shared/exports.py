@@ -14,10 +14,10 @@ from typing import Any
 import asyncpg
 from arq.connections import ArqRedis
 
-from shared import metrics
+from shared.observability import metrics
 from shared.errors import Conflict, Gone, NotFound, RateLimited, ValidationFailed
-from shared.logs import request_id_var
-from shared.pagination import decode_cursor, page
+from shared.observability.logs import request_id_var
+from shared.db.pagination import decode_cursor, page
 
 logger = logging.getLogger("app.exports")
 

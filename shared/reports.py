@@ -1,6 +1,6 @@
 """Report numbers: a user's task summary and the admin activity report.
 
-One set of queries feeds both renderings: the PDF the worker builds (``shared.report_pdf``) and the
+One set of queries feeds both renderings: the PDF the worker builds (``shared.documents.report_pdf``) and the
 HTML page the web tier serves (``render_html``, Jinja2 templates in ``templates/reports/``). All
 dates are UTC; a period is ``[start, end)``.
 """

@@ -2,7 +2,7 @@
 
 Rows come back with the task already rendered as JSON text by PostgreSQL (``body``): the API sends
 it as is, so the hot path builds no per-row Python objects. ``TASK_JSON`` is the one definition of
-the output fields; ``web.views.tasks.TaskOutSchema`` documents them and a test keeps the two equal.
+the output fields; ``web.api.tasks.TaskOutSchema`` documents them and a test keeps the two equal.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 import asyncpg
 
 from shared.errors import Forbidden, NotFound, PreconditionFailed, ValidationFailed
-from shared.pagination import decode_cursor, page
+from shared.db.pagination import decode_cursor, page
 
 logger = logging.getLogger("app.tasks")
 

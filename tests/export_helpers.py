@@ -16,7 +16,7 @@ from shared.config import Settings
 from web.app import create_app
 from worker.settings import build_worker
 
-from worker_helpers import run_burst
+from tests.worker_helpers import run_burst
 
 UTC = timezone.utc
 

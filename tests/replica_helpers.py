@@ -5,7 +5,7 @@ import asyncio
 
 import asyncpg
 
-from shared.devstack import PostgresServer
+from launcher.devstack import PostgresServer
 
 
 async def set_apply_delay(server: PostgresServer, delay: str) -> None:

@@ -12,9 +12,9 @@ import asyncpg
 from arq import Worker
 
 from shared.config import Settings, SmtpConfig
-from shared.db import Database
-from shared.devstack import free_port
-from shared.outbox import queue_email
+from shared.db.database import Database
+from launcher.devstack import free_port
+from shared.mail.outbox import queue_email
 from worker.settings import build_worker
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
 
 from shared.config import Settings  # noqa: E402
-from shared.logs import configure_logging  # noqa: E402
+from shared.observability.logs import configure_logging  # noqa: E402
 from worker.jobs import exports as export_jobs  # noqa: E402
 from worker.settings import build_worker  # noqa: E402
 

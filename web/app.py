@@ -11,10 +11,10 @@ from aiohttp import web
 from arq.connections import ArqRedis
 from redis.asyncio import ConnectionPool
 
-from shared import metrics, observe
+from shared.observability import metrics, samplers
 from shared.cache import FLUSH_INTERVAL, OwnerCache
 from shared.config import Settings
-from shared.db import Database
+from shared.db.database import Database
 from shared.storage import storage_from_settings
 from web import middlewares, protocol, ratelimit, routes, security_headers
 from web.keys import ARQ, CACHE, DB, REDIS, SESSION_CACHE, SETTINGS, STORAGE
@@ -45,7 +45,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
     # Checked at start: a missing bucket or refused credentials stop the process with a clear
-    # StorageError (shared/cli.py prints it), rather than failing every download later.
+    # StorageError (launcher/cli.py prints it), rather than failing every download later.
     storage = storage_from_settings(app[SETTINGS])
     try:
         await storage.check()
@@ -57,30 +57,30 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
     await storage.close()
 
 
-# --- protection and observability (issue 10) -------------------------------------------------------
+# --- protection and observability -------------------------------------------------------
 async def cache_ctx(app: web.Application) -> AsyncIterator[None]:
     cache = app[CACHE] = OwnerCache(app[REDIS], ttl=app[SETTINGS].cache_ttl, enabled=app[SETTINGS].cache)
-    flusher = observe.Periodic(FLUSH_INTERVAL, cache.flush).start()  # retries failed invalidations
+    flusher = samplers.Periodic(FLUSH_INTERVAL, cache.flush).start()  # retries failed invalidations
     yield
     await flusher.stop()
 
 
 async def sampler_ctx(app: web.Application) -> AsyncIterator[None]:
-    sampler = observe.start(app[DB], app[REDIS])
+    sampler = samplers.start(app[DB], app[REDIS])
     yield
     await sampler.stop()
     metrics.process_exited(os.getpid())
 
 
-# The order is written down, with reasons, in docs/middleware.md.
+# The order is written down, with reasons, in docs/architecture.md ("The request walk").
 MIDDLEWARES = [
     middlewares.request_id_middleware,   # first: everything after it logs and answers with the id
     middlewares.metrics_middleware,      # sees every response, 429s and 500s included
     middlewares.undecodable_headers_middleware,  # before anything reads a header or cookie
-    middlewares.write_position_middleware,  # issue 9: after a user's write, remember its WAL position
+    middlewares.write_position_middleware,  # after a user's write, remember its WAL position
     middlewares.compression_middleware,  # compresses whatever the inner ones produced, error bodies too
     middlewares.error_middleware,        # the one error mapping: inner raises become problem+json
-    security_headers.hostile_input_middleware,  # issue 13: overlong path segments, broken forms -> 4xx
+    security_headers.hostile_input_middleware,  # overlong path segments, broken forms -> 4xx
     ratelimit.ratelimit_middleware,      # raises RateLimited, mapped just outside; before any handler work
 ]
 
@@ -93,7 +93,7 @@ def create_app(settings: Settings) -> web.Application:
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader([TEMPLATES / "pages", TEMPLATES]), autoescape=True)
     app.cleanup_ctx.extend([db_ctx, redis_ctx, storage_ctx, cache_ctx, sampler_ctx])
     ratelimit.setup(app)
-    # Hardening (issue 13): security headers on every response; before the routes, which may add
+    # Security headers on every response; before the routes, which may add
     # trusted inline HTML (Swagger UI) to the policy.
     security_headers.setup(app, [TEMPLATES / "pages", TEMPLATES / "reports", TEMPLATES / "errors"])
     routes.setup_routes(app)

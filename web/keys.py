@@ -7,7 +7,7 @@ from redis.asyncio import Redis
 
 from shared.cache import OwnerCache
 from shared.config import Settings
-from shared.db import Database
+from shared.db.database import Database
 from shared.storage import Storage
 from web.session_cache import SessionCache
 

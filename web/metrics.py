@@ -3,7 +3,7 @@
 aiohttp-prometheus-exporter labels every series with the client address (unbounded cardinality),
 cannot share a registry between two apps, and is unmaintained; a few lines here do the job. Labels
 are the route *template* (``/api/v1/tasks/{id}``), never the raw path. The families live in
-shared/metrics.py, shared with the worker.
+shared/observability/metrics.py, shared with the worker.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import functools
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from shared import metrics, observe
+from shared.observability import metrics, samplers
 from web.keys import DB, REDIS
 
 
@@ -48,7 +48,7 @@ def route_template(request: web.Request) -> str:
 
 async def get_metrics(request: web.Request) -> web.Response:
     """Prometheus text exposition."""
-    await observe.sample_all(request.app[DB], request.app[REDIS])
+    await samplers.sample_all(request.app[DB], request.app[REDIS])
     response = web.Response(body=generate_latest(metrics.registry()))
     response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
     return response

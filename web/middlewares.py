@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from shared.errors import AppError
-from shared.logs import request_id_var
+from shared.observability.logs import request_id_var
 from web import metrics
 from web.keys import AUTH, DB, REQUEST_ID
 from web.problem import error_page, problem_response, wants_html
@@ -116,7 +116,7 @@ def _http_detail(exc: web.HTTPException) -> str:
     return exc.reason
 
 
-# --- gzip (issue 10) -------------------------------------------------------------------------------
+# --- gzip -------------------------------------------------------------------------------
 # JSON and HTML over ~1 KiB, when the client accepts gzip. Downloads (FileResponse: CSV, PDF) are a
 # StreamResponse, not a Response, and are never touched: a PDF is compressed already and a CSV goes
 # out with sendfile. Vary is set whether or not this client accepted, so shared caches keep both.
@@ -147,7 +147,7 @@ def _accepts_gzip(header: str) -> bool:
     return False
 
 
-# --- read-your-writes (issue 9): remember where each user's writes reached in the WAL -----------------
+# --- read-your-writes: remember where each user's writes reached in the WAL -----------------
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -156,7 +156,7 @@ async def write_position_middleware(request: web.Request, handler: Handler) -> w
     """After an authenticated caller's write request, record the primary's WAL position for them.
 
     Before the response leaves, so any read the caller makes after seeing it finds a replica that has
-    the write, or the primary (shared/db.py). Failed requests count too: a 4xx usually wrote nothing,
+    the write, or the primary (shared/db/database.py). Failed requests count too: a 4xx usually wrote nothing,
     but a 5xx may have committed first, and one extra round trip is cheaper than a stale read.
     """
     try:

@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 from aiohttp import web
 
-from web.views.pages import login_url, render
+from web.pages.common import login_url, render
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 

@@ -7,7 +7,7 @@ and the Server is made by ``Application._make_handler``, which every runner call
 ``GunicornWebWorker``, the test server). aiohttp has no public setting for the handler class, so
 ``install`` wraps that one method of *our* app instance so that its Server makes ``ProblemRequestHandler``:
 no global patch, no subclass of Application (which aiohttp discourages). Both names are private API of
-aiohttp 3.x (pinned, see DEPS.md); tests/test_raw_http.py fails if an upgrade moves them.
+aiohttp 3.x (pinned, see DEPS.md); tests/api/test_raw_http.py fails if an upgrade moves them.
 
 Statuses: 414 for a request line over MAX_REQUEST_LINE, 431 for a header over MAX_HEADER_FIELD or too many
 headers, 400 for anything else malformed. The parser raises the same ``LineTooLong`` for a long request line

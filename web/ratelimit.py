@@ -39,7 +39,7 @@ from limits.util import WindowStats
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
-from shared import metrics
+from shared.observability import metrics
 from shared.config import Settings
 from shared.errors import RateLimited, Unauthorized
 from shared.security import AccessClaims
@@ -50,8 +50,8 @@ logger = logging.getLogger("app.web.ratelimit")
 STORAGE_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 ERROR_LOG_INTERVAL = 60.0
 KEY_PREFIX = "taskdeck:rl"
-# Routes limited per client address before the handler runs: the JSON API's (web/views/auth.py) and their
-# HTML form twins (web/views/pages_auth.py, account_pages.py). A password change is limited by its handler
+# Routes limited per client address before the handler runs: the JSON API's (web/api/auth.py) and their
+# HTML form twins (web/pages/auth.py, web/pages/account.py). A password change is limited by its handler
 # (``password_attempt``), since the same route also changes a name.
 AUTH_ADDRESS_ROUTES = frozenset({"auth-login", "auth-register", "auth-password-reset",
                                  "auth-password-reset-confirm", "auth-verify-email",

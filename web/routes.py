@@ -1,31 +1,22 @@
-"""Each domain module registers its own routes; this only lists the domains."""
+"""Each domain module registers its own routes; this only lists them: the JSON API, then the HTML pages."""
 from __future__ import annotations
 
 from aiohttp import web
 
 from web import openapi
-from web.views import (
-    account_pages,
-    admin,
-    auth,
-    exports,
-    ops,
-    pages,
-    pages_admin,
-    pages_auth,
-    pages_exports,
-    pages_tasks,
-    reports,
-    tasks,
-    users,
-)
+from web.api import admin, auth, exports, ops, reports, tasks, users
+from web.pages import account, common
+from web.pages import admin as admin_pages
+from web.pages import auth as auth_pages
+from web.pages import exports as export_pages
+from web.pages import tasks as task_pages
 
 
 def setup_routes(app: web.Application) -> None:
-    for module in (ops, auth, users, admin, tasks, exports, reports, account_pages):
+    for module in (ops, auth, users, admin, tasks, exports, reports):
         module.setup_routes(app)
     # HTML pages (server-rendered, cookie sessions): static files, template helpers, then the pages.
-    pages.setup(app)
-    for module in (pages_auth, pages_tasks, pages_exports, pages_admin):
+    common.setup(app)
+    for module in (account, auth_pages, task_pages, export_pages, admin_pages):
         module.setup_routes(app)
     openapi.setup_routes(app)

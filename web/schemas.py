@@ -5,7 +5,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
-from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from shared.db.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from shared.security import PASSWORD_MAX, PASSWORD_MIN
 
 

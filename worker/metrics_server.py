@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from shared import metrics
+from shared.observability import metrics
 from shared.security import bearer_matches
 
 TOKEN = web.AppKey("metrics_token", str)

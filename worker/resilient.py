@@ -4,9 +4,9 @@
   the loop pauses instead: log once, count it, ping with exponential backoff (BACKOFF_START doubling
   up to BACKOFF_MAX), resume when Redis answers. redis-py reconnects by itself on the next command.
   Jobs already running keep running (they need PostgreSQL, not Redis); what they could not tell arq is
-  covered by the job table (shared/outbox.py, worker/jobs/cleanup.py sweepers).
+  covered by the job table (shared/mail/outbox.py, worker/jobs/cleanup.py sweepers).
 - **Its own heartbeat**: arq's health key is per worker (``taskdeck:worker:<id>``) and indexed in a
-  sorted set (shared/workers.py), so /ready counts live workers and a clean stop removes only itself.
+  sorted set (shared/observability/heartbeats.py), so /ready counts live workers and a clean stop removes only itself.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared import workers
+from shared.observability import heartbeats
 
 logger = logging.getLogger("app.worker")
 
@@ -38,8 +38,8 @@ REDIS_OUTAGES = Counter("taskdeck_worker_redis_outages_total",
 
 class ResilientWorker(Worker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.worker_id = workers.new_worker_id()
-        kwargs.setdefault("health_check_key", workers.worker_key(self.worker_id))
+        self.worker_id = heartbeats.new_worker_id()
+        kwargs.setdefault("health_check_key", heartbeats.worker_key(self.worker_id))
         super().__init__(*args, **kwargs)
         self.redis_outages = 0
 
@@ -123,8 +123,8 @@ class ResilientWorker(Worker):
                 f"j_retried={self.jobs_retried} j_ongoing={ongoing} queued={queued} "
                 f"redis_outages={self.redis_outages}")
         async with self.pool.pipeline(transaction=True) as pipe:
-            pipe.psetex(self.health_check_key, workers.HEARTBEAT_TTL * 1000, info.encode())
-            pipe.zadd(workers.WORKERS_KEY, {self.worker_id: now + workers.HEARTBEAT_TTL})
+            pipe.psetex(self.health_check_key, heartbeats.HEARTBEAT_TTL * 1000, info.encode())
+            pipe.zadd(heartbeats.WORKERS_KEY, {self.worker_id: now + heartbeats.HEARTBEAT_TTL})
             await pipe.execute()
 
     async def close(self) -> None:
@@ -137,7 +137,7 @@ class ResilientWorker(Worker):
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
         try:
             await self.pool.delete(self.health_check_key)
-            await workers.forget(self.pool, self.worker_id)
+            await heartbeats.forget(self.pool, self.worker_id)
         except (*REDIS_DOWN, RedisError):
             logger.warning("worker %s: Redis unreachable at shutdown; its heartbeat expires by itself",
                            self.worker_id)

@@ -15,10 +15,11 @@ from arq import Worker, cron, func
 from arq.connections import RedisSettings
 from redis.asyncio import Redis
 
-from shared import jobs, metrics, observe, workers
+from shared import jobs
+from shared.observability import heartbeats, metrics, samplers
 from shared.config import Settings
-from shared.db import Database
-from shared.logs import configure_logging
+from shared.db.database import Database
+from shared.observability.logs import configure_logging
 from shared.storage import storage_from_settings
 from worker.jobs import accounts as account_jobs
 from worker.metrics_server import serve_metrics
@@ -48,7 +49,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         raise
     ctx["storage"] = store
     ctx["db"] = await Database.connect(settings)
-    ctx["sampler"] = observe.start(ctx["db"], ctx["redis"], worker=True)
+    ctx["sampler"] = samplers.start(ctx["db"], ctx["redis"], worker=True)
     if settings.worker_metrics_port:
         ctx["metrics_runner"] = await serve_metrics(settings.worker_metrics_port, token=settings.metrics_token)
     logger.info("worker started (environment=%s, smtp=%s)", settings.environment,
@@ -84,7 +85,7 @@ class WorkerSettings:
     cron_jobs = [
         # Every minute at :00; unique=True: one run per tick however many workers there are.
         cron(sweep_outbox, name=SWEEP_JOB_NAME, second=0, unique=True, timeout=60),
-        # Hardening (issue 13): no live token stays at rest; finished mails are purged after retention.
+        # No live token stays at rest; finished mails are purged after retention.
         cron(outbox_retention, name=RETENTION_JOB_NAME, minute=set(range(0, 60, 5)), second=40, unique=True,
              timeout=300),
         *housekeeping.CRON_JOBS,
@@ -97,7 +98,7 @@ class WorkerSettings:
     max_tries = 5
     max_jobs = 10
     keep_result = 3600
-    health_check_interval = workers.HEARTBEAT_INTERVAL
+    health_check_interval = heartbeats.HEARTBEAT_INTERVAL
     job_completion_wait = SHUTDOWN_GRACE
 
 
@@ -136,4 +137,4 @@ async def _run(settings: Settings) -> None:
 
 async def worker_heartbeat(redis: Redis) -> dict[str, str]:
     """Each live worker's id and latest health line; empty when none is running."""
-    return await workers.live_workers(redis)
+    return await heartbeats.live_workers(redis)

@@ -10,8 +10,9 @@ from typing import Any
 
 from arq import func
 
-from shared import accounts, jobs, outbox
-from shared.logs import request_id_var
+from shared import accounts, jobs
+from shared.mail import outbox
+from shared.observability.logs import request_id_var
 
 logger = logging.getLogger("app.worker.accounts")
 

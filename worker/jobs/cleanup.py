@@ -16,7 +16,8 @@ from arq import cron
 from arq.connections import ArqRedis
 from arq.jobs import Job, JobStatus
 
-from shared import exports, metrics
+from shared import exports
+from shared.observability import metrics
 from worker.jobs import runner
 from worker.jobs.runner import LEASE
 

@@ -23,10 +23,11 @@ import asyncpg
 import jinja2
 from arq import Retry
 
-from shared import mail, metrics
-from shared.outbox import SECRET_KEYS
+from shared.mail import smtp
+from shared.observability import metrics
+from shared.mail.outbox import SECRET_KEYS
 from shared.config import Settings
-from shared.logs import request_id_var
+from shared.observability.logs import request_id_var
 
 logger = logging.getLogger("app.worker.email")
 
@@ -91,9 +92,9 @@ async def _deliver(pool: asyncpg.Pool, settings: Settings, row: asyncpg.Record) 
         return await _fail(pool, row, f"gave up after {MAX_ATTEMPTS} attempts")
     assert settings.smtp is not None  # send_email checked it before claiming
     try:
-        message = mail.build_message(outbox_id=row["id"], to=row["to_address"], template=row["template"],
+        message = smtp.build_message(outbox_id=row["id"], to=row["to_address"], template=row["template"],
                                      context=row["context"], settings=settings)
-        await mail.send(message, settings.smtp)
+        await smtp.send(message, settings.smtp)
     except Exception as exc:  # noqa: BLE001 - every outcome is recorded on the row
         error = _describe(exc)
         final = not is_transient(exc) or row["attempts"] >= MAX_ATTEMPTS

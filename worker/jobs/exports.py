@@ -14,7 +14,7 @@ import asyncpg
 from arq import func
 
 from shared import exports
-from shared.pdf import generated_line, render_task_table
+from shared.documents.pdf import generated_line, render_task_table
 from shared.storage import Storage
 from shared.task_export import csv_header, csv_lines, export_queries, params_to_filters
 from worker.jobs import runner

@@ -15,7 +15,7 @@ from arq.connections import ArqRedis
 
 from shared import jobs
 from shared.config import Settings
-from shared.outbox import SECRET_KEYS
+from shared.mail.outbox import SECRET_KEYS
 from worker.jobs.email import BACKOFF, LEASE
 
 logger = logging.getLogger("app.worker.outbox")

@@ -15,7 +15,7 @@ from typing import Any
 from arq import cron
 
 from shared.config import Settings
-from shared.outbox import dispatch
+from shared.mail.outbox import dispatch
 
 logger = logging.getLogger("app.worker.reminders")
 

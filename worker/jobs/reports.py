@@ -8,7 +8,7 @@ import asyncpg
 from arq import func
 
 from shared import exports, reports
-from shared.report_pdf import render_report
+from shared.documents.report_pdf import render_report
 from worker.jobs import runner
 from worker.jobs.runner import ARQ_MAX_TRIES, JOB_TIMEOUT, JobRun, Output
 

@@ -29,10 +29,11 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.exceptions import HTTPClientError
 from redis.exceptions import RedisError
 
-from shared import exports, metrics
+from shared import exports
+from shared.observability import metrics
 from shared.config import Settings
-from shared.logs import request_id_var
-from shared.outbox import dispatch, queue_email
+from shared.observability.logs import request_id_var
+from shared.mail.outbox import dispatch, queue_email
 from shared.storage import Storage, storage_from_settings
 
 logger = logging.getLogger("app.worker.jobs")
