@@ -12,7 +12,11 @@ from shared.security import PASSWORD_MAX, PASSWORD_MIN
 class Text(fields.String):
     """A string PostgreSQL can store (no NUL, no lone surrogates), optionally trimmed before validation."""
 
+    # In the OpenAPI document too, so that clients (and schemathesis) know a NUL is refused.
+    NO_NUL = "^[^\\u0000]*$"
+
     def __init__(self, *, trim: bool = False, **kwargs: Any) -> None:
+        kwargs["metadata"] = {"pattern": self.NO_NUL, **kwargs.get("metadata", {})}
         super().__init__(**kwargs)
         self.trim = trim
 
