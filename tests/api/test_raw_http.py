@@ -49,6 +49,7 @@ def assert_raw_problem(status: int, headers: dict[str, str], body: bytes, expect
     problem = json.loads(body)
     assert problem["status"] == status and problem["title"] and problem["detail"] and problem["type"]
     assert problem["request_id"] == headers["x-request-id"]
+    assert problem["title"] != "Error", problem  # every status the service answers has its own title
     if expected is not None:
         assert status == expected, (status, problem)
 
