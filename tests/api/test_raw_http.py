@@ -73,9 +73,9 @@ async def test_non_utf8_bytes_in_every_header_and_cookie_the_code_reads(client, 
     for method, path in ROUTES:
         for header in cases:
             for accept in (b"text/html", b"application/json"):
+                form = (b"Content-Type", b"application/x-www-form-urlencoded")
                 status, headers, body = await exchange(client, raw_request(
-                    method, path, [header, (b"Accept", accept), (b"Content-Type", b"application/x-www-form-urlencoded")],
-                    b"title=x"))
+                    method, path, [header, (b"Accept", accept), form], b"title=x"))
                 assert status < 500, (method, path, header, accept, status, body[:300])
                 if status >= 400 and (path.startswith("/api/") or accept == b"application/json"):
                     assert_raw_problem(status, headers, body)
@@ -120,7 +120,8 @@ async def test_requests_the_parser_refuses_are_problems(client, name, data, expe
 async def test_a_valid_cursor_of_four_byte_characters_reaches_the_schema(client, make_user):
     """1000 characters is a cursor's documented maximum; percent-encoded 4-byte ones make a 12 KB line."""
     user = await make_user()
+    bearer = (b"Authorization", user.headers["Authorization"].encode())
     status, headers, body = await exchange(client, raw_request(
-        "GET", "/api/v1/tasks?cursor=" + "%F1%BA%97%B8" * 1001, [(b"Authorization", user.headers["Authorization"].encode())]))
+        "GET", "/api/v1/tasks?cursor=" + "%F1%BA%97%B8" * 1001, [bearer]))
     assert_raw_problem(status, headers, body, 422)
     assert "cursor" in json.loads(body)["errors"]
