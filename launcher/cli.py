@@ -1,11 +1,13 @@
-"""The `taskdeck` command: web, worker, migrate, create-admin, dev."""
+"""The `taskdeck` command: web, worker, migrate, create-admin, dev, mail."""
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+import time
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Iterator, Sequence
 
 from shared import eventloop
 from shared.config import ConfigError, Settings, load_dotenv_file
@@ -75,8 +77,40 @@ def cmd_dev(args: argparse.Namespace) -> None:
     from launcher.dev import Topology, run_dev
 
     topology = Topology(replica=args.replica, web_procs=args.web_procs, worker_procs=args.worker_procs,
-                        s3=args.s3)
+                        s3=args.s3, ha=args.ha)
     raise SystemExit(run_dev(host=args.host, port=args.port, var_dir=args.var, topology=topology))
+
+
+def _caught_mails(mail_dir: Path, to: str | None) -> list[tuple[Path, Any]]:
+    """(path, headers) of each mail in the dev sink's directory, oldest first; only those to ``to`` if given."""
+    import email.parser
+    import email.policy
+
+    parser = email.parser.BytesParser(policy=email.policy.default)
+    mails = []
+    for path in sorted(mail_dir.glob("*.eml")):  # names sort oldest first
+        headers = parser.parsebytes(path.read_bytes(), headersonly=True)
+        if not to or to.lower() in str(headers["X-Envelope-To"] or headers["To"] or "").lower():
+            mails.append((path, headers))
+    return mails
+
+
+def cmd_mail(args: argparse.Namespace) -> None:
+    """What `taskdeck dev`'s SMTP sink received (var/mail): a list, or the newest mail decoded (--last)."""
+    from launcher.devstack import mail_text
+
+    mail_dir = Path(args.var) / "mail"
+    deadline = time.monotonic() + args.wait
+    while not (mails := _caught_mails(mail_dir, args.to)) and time.monotonic() < deadline:
+        time.sleep(0.2)  # --wait: the worker sends a moment after the request that caused the mail
+    if not mails:
+        print(f"taskdeck: no mail{' to ' + args.to if args.to else ''} in {mail_dir}", file=sys.stderr)
+        raise SystemExit(1)
+    if args.last:
+        print(mail_text(mails[-1][0].read_bytes()), end="")
+        return
+    for path, headers in mails:
+        print(f"{path.name}  {headers['To']}  {headers['Subject']}")
 
 
 def _positive(raw: str) -> int:
@@ -112,7 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--worker-procs", type=_positive, default=1, help="arq worker processes")
     # --s3 (exports on S3): an embedded moto endpoint unless EXPORT_STORAGE is already s3://...
     dev.add_argument("--s3", action="store_true", help="store exports on an embedded S3 endpoint (moto)")
+    dev.add_argument("--ha", action="store_true",
+                     help="no single point of failure: etcd + 2 Patroni PostgreSQL nodes, Redis + replica + 3 sentinels")
     dev.set_defaults(func=cmd_dev)
+    mail = sub.add_parser("mail", help="the mails `taskdeck dev` caught (var/mail): list them, or print the newest")
+    mail.add_argument("--var", default="var", help="data directory of `taskdeck dev` (default ./var)")
+    mail.add_argument("--to", help="only mails to this address")
+    mail.add_argument("--last", action="store_true", help="print the newest mail, decoded: headers and text")
+    mail.add_argument("--wait", type=float, default=0, metavar="SECONDS",
+                      help="wait up to SECONDS for a (matching) mail when there is none yet")
+    mail.set_defaults(func=cmd_mail)
     return parser
 
 

@@ -7,22 +7,25 @@ exactly the environment a production deployment would give them.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from launcher.bootstrap import create_admin
-from shared.config import ConfigError, Settings, load_dotenv_file, redact
+from shared.config import ConfigError, Settings, load_dotenv_file, mask_password
 from launcher.devstack import DevStackError, PostgresServer, RedisServer, S3Server, SmtpSink
 from shared.db.migrate import migrate
 
 DEV_ADMIN_EMAIL = "admin@taskdeck.localhost"
+SLOW_START_SECONDS = 60  # then say what is still awaited (and keep waiting: Ctrl-C stops)
 
 
 def _persistent_secret(path: Path, make: Any) -> str:
@@ -43,10 +46,17 @@ class Topology:
     web_procs: int = 1
     worker_procs: int = 1
     s3: bool = False  # exports on an embedded S3 endpoint (moto), unless EXPORT_STORAGE is s3:// already
+    ha: bool = False  # Patroni PostgreSQL pair + Redis Sentinel (shared/dev_ha.py)
 
 
-def _start_services(var: Path, env: dict[str, str], topology: Topology) -> list[Any]:
-    started: list[Any] = []
+def _start_services(var: Path, env: dict[str, str], topology: Topology, started: list[Any]) -> list[Any]:
+    """Start what env does not name already, appending each to ``started`` (so a failure can stop those)."""
+    if topology.ha:
+        from launcher.dev_ha import HaServices
+
+        ha = HaServices(var)
+        started.append(ha)  # stopped by the caller even if it fails half-way
+        ha.start(env)
     if not env.get("DATABASE_URL"):
         postgres = PostgresServer(var / "postgres")
         postgres.start()
@@ -58,7 +68,7 @@ def _start_services(var: Path, env: dict[str, str], topology: Topology) -> list[
             replica.start()
             started.append(replica)
             env["DATABASE_REPLICA_URLS"] = replica.dsn("taskdeck")
-    if not env.get("REDIS_URL"):
+    if not env.get("REDIS_URL") and not env.get("REDIS_SENTINELS"):
         redis = RedisServer(var / "redis")
         redis.start()
         started.append(redis)
@@ -110,7 +120,7 @@ def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
 
 
 def _banner(host: str, port: int, env: dict[str, str], admin_password: str, var: Path,
-            children: list[subprocess.Popen[bytes]], topology: Topology) -> str:
+            children: list[subprocess.Popen[bytes]], topology: Topology, services: list[Any] = ()) -> str:
     base = f"http://{host}:{port}"
     mail = str(var / "mail") if "127.0.0.1" in env["SMTP_URL"] and not os.environ.get("SMTP_URL") else env["SMTP_URL"]
     web, workers = children[0], children[1:]
@@ -121,17 +131,19 @@ def _banner(host: str, port: int, env: dict[str, str], admin_password: str, var:
         f"  ready     {base}/ready",
         f"  metrics   {base}/metrics",
         # A real server's URL may carry its password (`taskdeck dev` honours DATABASE_URL etc.).
-        f"  mail      {redact('', mail)}",
-        f"  database  {redact('', env['DATABASE_URL'])}  (primary: every write)",
+        f"  mail      {mask_password(mail)}",
+        f"  database  {mask_password(env['DATABASE_URL'])}  (primary: every write)",
     ]
-    lines += [f"  replica   {redact('', url)}  (streaming: reads that are current enough)"
-              for url in filter(None, env.get("DATABASE_REPLICA_URLS", "").split(","))]
+    lines += [f"  replica   {mask_password(url)}  (streaming: reads that are current enough)"
+              for url in filter(None, env.get("DATABASE_REPLICA_URLS", "").split(","))
+              if not topology.ha]
+    ha = next((s for s in services if hasattr(s, "banner_lines")), None)
+    lines += ha.banner_lines() if ha is not None else [f"  redis     {mask_password(env['REDIS_URL'])}"]
     lines += [
-        f"  redis     {redact('', env['REDIS_URL'])}",
         f"  web       {topology.web_procs} process(es) on port {port}, pid {web.pid}"
         + (" (gunicorn arbiter)" if topology.web_procs > 1 else ""),
         f"  workers   {len(workers)} arq process(es), pid {', '.join(str(w.pid) for w in workers)}",
-        f"  exports   {redact('', env['EXPORT_STORAGE'])}"
+        f"  exports   {mask_password(env['EXPORT_STORAGE'])}"
         + (f" at {env['AWS_ENDPOINT_URL']}" if env.get("AWS_ENDPOINT_URL") else ""),
         f"  admin     {DEV_ADMIN_EMAIL} / {admin_password}", "",
     ]
@@ -152,11 +164,24 @@ def run_dev(host: str = "127.0.0.1", port: int = 8080, var_dir: str = "var", top
     env.setdefault("EXPORT_STORAGE", str(var / "exports"))
     env.setdefault("PUBLIC_URL", f"http://{host}:{port}")
     admin_password = _persistent_secret(var / "dev_admin_password", lambda: secrets.token_urlsafe(12))
+    if topology.ha and (topology.replica or env.get("DATABASE_URL") or env.get("REDIS_URL")):
+        print("taskdeck: --ha runs its own PostgreSQL pair and Redis Sentinel set: unset DATABASE_URL and "
+              "REDIS_URL, and leave out --replica (the standby is the replica)", file=sys.stderr)
+        return 2
     if topology.replica and env.get("DATABASE_URL"):
         print("taskdeck: --replica clones the embedded PostgreSQL; with DATABASE_URL set, point "
               "DATABASE_REPLICA_URLS at your own replica instead", file=sys.stderr)
         return 2
-    services = _start_services(var, env, topology)
+    services: list[Any] = []
+    try:
+        _start_services(var, env, topology, services)
+    except BaseException as exc:
+        for service in reversed(services):
+            service.stop()
+        if not isinstance(exc, DevStackError):
+            raise
+        print(f"taskdeck: {exc}", file=sys.stderr)
+        return 2
     if topology.s3:
         try:
             services += _start_s3(var, env)
@@ -172,8 +197,12 @@ def run_dev(host: str = "127.0.0.1", port: int = 8080, var_dir: str = "var", top
         asyncio.run(create_admin(settings, email=DEV_ADMIN_EMAIL, password=admin_password))
         children = [_spawn("web", env, "--host", host, "--port", str(port), "--procs", str(topology.web_procs))]
         children += [_spawn("worker", env) for _ in range(topology.worker_procs)]
-        print(_banner(host, port, env, admin_password, var, children, topology), flush=True)
-        return _wait(children)
+        signal.signal(signal.SIGTERM, _interrupt)
+        exited = _wait_until_running(_local_url(host, port), children, topology.worker_procs)
+        if exited is not None:
+            return exited
+        print(_banner(host, port, env, admin_password, var, children, topology, services), flush=True)
+        return _wait(children, [s.supervise for s in services if hasattr(s, "supervise")])
     except ConfigError as exc:
         print("\n".join(f"taskdeck: configuration error: {p}" for p in exc.problems), file=sys.stderr)
         return 2
@@ -186,14 +215,50 @@ def run_dev(host: str = "127.0.0.1", port: int = 8080, var_dir: str = "var", top
         print("Taskdeck stopped; data kept in " + str(var), flush=True)
 
 
+def _local_url(host: str, port: int) -> str:
+    """Where this machine reaches the web port (a wildcard bind answers on loopback)."""
+    reach = "127.0.0.1" if host in ("", "0.0.0.0") else "::1" if host == "::" else host
+    return f"http://[{reach}]:{port}" if ":" in reach else f"http://{reach}:{port}"
+
+
+def _running(base: str, workers: int) -> bool:
+    """True once the web port answers /ready with 200 and every worker process has a heartbeat."""
+    try:
+        with urllib.request.urlopen(f"{base}/ready", timeout=2) as response:
+            worker = json.load(response)["checks"]["worker"]
+    except (OSError, ValueError, KeyError, TypeError):  # not listening yet, 503, or a body mid-change
+        return False
+    # The count is shown only to METRICS_TOKEN holders; without it, "up" means at least one heartbeat.
+    return bool(worker.get("status") == "up" and worker.get("alive", workers) >= workers)
+
+
+def _wait_until_running(base: str, children: list[subprocess.Popen[bytes]], workers: int) -> int | None:
+    """Block until the system answers (the banner says "running" only then); a child's exit code if one died."""
+    started = time.monotonic()
+    warned = False
+    while not _running(base, workers):
+        for child in children:
+            code = child.poll()
+            if code is not None:
+                print(f"taskdeck: the {_role(child)} process exited with code {code} while starting; stopping",
+                      file=sys.stderr)
+                return code or 1
+        if not warned and time.monotonic() - started > SLOW_START_SECONDS:
+            print(f"taskdeck: still waiting for {base}/ready to report the worker up…", file=sys.stderr, flush=True)
+            warned = True
+        time.sleep(0.2)
+    return None
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # SIGTERM (e.g. from a supervisor) stops as cleanly as Ctrl-C
 
 
-def _wait(children: list[subprocess.Popen[bytes]]) -> int:
+def _wait(children: list[subprocess.Popen[bytes]], supervisors: list[Any] = ()) -> int:
     """Block until Ctrl-C/SIGTERM, or until a child dies (then stop the rest and report it)."""
-    signal.signal(signal.SIGTERM, _interrupt)
     while True:
+        for supervise in supervisors:  # --ha: dead servers are started again and rejoin
+            supervise()
         for child in children:
             code = child.poll()
             if code is not None:

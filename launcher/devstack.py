@@ -34,7 +34,7 @@ from typing import Any, Coroutine
 
 import asyncpg
 
-__all__ = ["DevStackError", "PostgresServer", "RedisServer", "S3Server", "SmtpSink", "free_port"]
+__all__ = ["DevStackError", "PostgresServer", "RedisServer", "S3Server", "SmtpSink", "free_port", "mail_text"]
 
 
 class DevStackError(RuntimeError):
@@ -266,10 +266,8 @@ class RedisServer:
 
     def start(self, timeout: float = 10.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [str(self.binary()), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
-                "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", ""]
         with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            self._proc = subprocess.Popen(self._args(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                           start_new_session=True)
         deadline = time.monotonic() + timeout
         while not self._answers_ping():
@@ -277,6 +275,10 @@ class RedisServer:
                 self.stop()
                 raise DevStackError(f"redis did not answer PING on port {self.port}:\n{_tail(self.log_path)}")
             time.sleep(0.02)
+
+    def _args(self) -> list[str]:
+        return [str(self.binary()), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
+                "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", ""]
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
@@ -355,8 +357,20 @@ class S3Server:
             return False
 
 
+def mail_text(raw: bytes) -> str:
+    """A mail as people read it: the main headers, then the plain-text body decoded, so a link is one line
+    (in the .eml it is quoted-printable, split across lines with ``=`` at each break)."""
+    message = email.parser.BytesParser(policy=email.policy.default).parsebytes(raw)
+    assert isinstance(message, email.message.EmailMessage)  # guaranteed by policy.default
+    head = [f"{name}: {message[name]}" for name in ("From", "To", "Subject", "Date") if message[name]]
+    body = message.get_body(preferencelist=("plain", "html"))
+    text = body.get_content() if body is not None else "(no text part)\n"
+    return "\n".join(head) + "\n\n" + text
+
+
 class SmtpSink:
-    """Accepts any mail on 127.0.0.1 and keeps each as an .eml file, so people can open what dev sent.
+    """Accepts any mail on 127.0.0.1 and keeps each as an .eml file, so people can open what dev sent, and
+    its decoded text beside it (``<name>.txt``: headers and the plain-text body, links on one line).
 
     X-Envelope-From / X-Envelope-To headers are prepended, so Bcc recipients stay visible.
     """
@@ -388,9 +402,14 @@ class SmtpSink:
         with self._lock:
             name = f"{datetime.now():%Y%m%d-%H%M%S-%f}-{next(self._counter):06d}.eml"  # sorts oldest first
         head = f"X-Envelope-From: {envelope.mail_from}\r\nX-Envelope-To: {', '.join(envelope.rcpt_tos)}\r\n"
-        tmp = self.mail_dir / f".{name}.tmp"  # readers glob *.eml only, so they never see half a file
-        tmp.write_bytes(head.encode() + envelope.original_content)
-        tmp.replace(self.mail_dir / name)
+        raw = head.encode() + envelope.original_content
+        # The text first, so that whoever sees the .eml finds its .txt; each via a hidden temporary name, so
+        # readers (globbing *.eml or *.txt) never see half a file.
+        for path, content in ((self.mail_dir / name.replace(".eml", ".txt"), mail_text(raw).encode()),
+                              (self.mail_dir / name, raw)):
+            tmp = self.mail_dir / f".{path.name}.tmp"
+            tmp.write_bytes(content)
+            tmp.replace(path)
         return "250 Message accepted for delivery"
 
     def messages(self) -> list[email.message.EmailMessage]:
@@ -403,5 +422,5 @@ class SmtpSink:
         return out
 
     def clear(self) -> None:
-        for path in self.mail_dir.glob("*.eml"):
+        for path in [*self.mail_dir.glob("*.eml"), *self.mail_dir.glob("*.txt")]:
             path.unlink(missing_ok=True)

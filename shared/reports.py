@@ -1,22 +1,18 @@
 """Report numbers: a user's task summary and the admin activity report.
 
 One set of queries feeds both renderings: the PDF the worker builds (``shared.documents.report_pdf``) and the
-HTML page the web tier serves (``render_html``, Jinja2 templates in ``templates/reports/``). All
-dates are UTC; a period is ``[start, end)``.
+web page inside the app's layout (``web/api/reports.py``, templates ``templates/reports/<kind>.html``).
+All dates are UTC; a period is ``[start, end)``.
 """
 from __future__ import annotations
 
-import functools
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import asyncpg
-import jinja2
 
 from shared import tasks
 
-REPORT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "reports"
 DEFAULT_PERIOD = timedelta(days=30)
 MAX_PERIOD = timedelta(days=366)
 MOST_OVERDUE = 10
@@ -138,16 +134,3 @@ async def admin_activity(conn: asyncpg.Connection, *, start: datetime, end: date
     totals["active_users"] = await conn.fetchval(ADMIN_ACTIVE_TOTAL, start, end)
     return {"kind": "admin_activity", "start": start, "end": end, "generated_at": datetime.now(timezone.utc),
             "days": days, "totals": totals}
-
-
-@functools.cache
-def environment() -> jinja2.Environment:
-    """Built on first use, never at import."""
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(REPORT_TEMPLATES),
-                              autoescape=jinja2.select_autoescape(enabled_extensions=("html",)),
-                              undefined=jinja2.StrictUndefined)
-
-
-def render_html(data: dict[str, Any]) -> str:
-    """The report as a standalone HTML page (``templates/reports/<kind>.html``)."""
-    return environment().get_template(f"{data['kind']}.html").render(report=data)

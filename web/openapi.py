@@ -108,6 +108,8 @@ def _responses(traits: Traits, path: str) -> dict[str, Any]:
         codes.add(429)
     if traits.hashes_password:
         codes |= {429, 503}
+    if traits.auth or traits.body is not None:  # touches the primary: 503 while it fails over (docs/ha.md)
+        codes.add(503)
     # A copy: apispec resolves schemas in place, and every app built (tests build many) reads the same traits.
     responses: dict[str, Any] = {str(code): copy.deepcopy(value) for code, value in traits.responses.items()}
     if traits.conditional == "read":
@@ -176,8 +178,9 @@ def _components(spec: APISpec) -> None:
         401: {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},
         429: {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}},
               **RATE_LIMIT_HEADERS},
-        503: {"Retry-After": {"description": "Seconds to wait, when the cause is temporary",
-                              "schema": {"type": "integer"}}},
+        # During a database failover (docs/ha.md), while Redis-backed password reset is down, or while the
+        # bounded bcrypt queue is full (shared/security.py).
+        503: {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
     }
     for status in PROBLEM_STATUSES:
         response = {"description": "Problem details (RFC 9457)",

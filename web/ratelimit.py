@@ -33,12 +33,12 @@ from typing import AsyncIterator, Callable
 import limits
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.util import WindowStats
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
+from shared import redis_client
 from shared.observability import metrics
 from shared.config import Settings
 from shared.errors import RateLimited, Unauthorized
@@ -86,9 +86,7 @@ class Limiter:
     """The tiers and their Redis storage for one app (it borrows the app's Redis connection pool)."""
 
     def __init__(self, settings: Settings, redis: Redis) -> None:
-        scheme, _, rest = settings.redis_url.partition("://")
-        uri = ("async+redis+unix" if scheme == "unix" else f"async+{scheme}") + "://" + rest
-        storage = RedisStorage(uri, implementation="redispy", key_prefix=KEY_PREFIX, connection_pool=redis.connection_pool)
+        storage = redis_client.limits_storage(settings, key_prefix=KEY_PREFIX, pool=redis.connection_pool)
         self.redis, self.storage = redis, storage
         self.strategy = MovingWindowRateLimiter(storage)
         self.tiers = {

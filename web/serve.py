@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from aiohttp.worker import GunicornWebWorker
 from gunicorn.app.base import BaseApplication
 
 from shared.config import Settings
@@ -75,12 +76,25 @@ def _child_exit(server: Any, worker: Any) -> None:
     multiprocess.mark_process_dead(worker.pid)  # drop its "live" gauges (replica lag) from /metrics
 
 
+class _WebWorker(GunicornWebWorker):  # type: ignore[misc]
+    """aiohttp's gunicorn worker, serving the listening sockets themselves rather than gunicorn's wrappers.
+
+    On uvloop, closing a server closes the socket's descriptor in libuv and then calls ``close()`` on the
+    object it was given; on gunicorn's wrapper that second close fails and every process logged "Error while
+    closing socket [Errno 9] Bad file descriptor" when it stopped. A plain socket object knows it is closed.
+    """
+
+    def run(self) -> None:
+        self.sockets = [getattr(listener, "sock", listener) for listener in self.sockets]
+        super().run()
+
+
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
     """gunicorn configured in code: no config file, no command line of its own, no control socket."""
 
     def __init__(self, settings: Settings, *, host: str, port: int, procs: int) -> None:
         self.settings, self.options = settings, {
-            "bind": f"{host}:{port}", "workers": procs, "worker_class": "aiohttp.GunicornWebWorker",
+            "bind": f"{host}:{port}", "workers": procs, "worker_class": _WebWorker,
             "graceful_timeout": DRAIN_SECONDS, "timeout": DRAIN_SECONDS + 30, "keepalive": 75,
             "control_socket_disable": True,  # else it creates ~/.gunicorn/gunicorn.ctl
             "accesslog": None, "child_exit": _child_exit, "proc_name": "taskdeck-web",

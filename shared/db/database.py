@@ -16,6 +16,7 @@ import asyncpg
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from shared import redis_client
 from shared.config import Settings
 from shared.db.replicas import READS, Replica, ReplicaSet
 
@@ -33,6 +34,7 @@ COMMITTED_LSN = "SELECT (pg_current_wal_insert_lsn() - '0/0')::bigint"
 # within the lag ceiling has that write.
 WRITE_LSN_TTL_MARGIN = 60
 REDIS_TIMEOUT = 0.5
+CONNECT_TIMEOUT = 5.0  # per host: a multi-host DSN tries the next one after this
 # Keep the larger position: two concurrent writes of one user may finish in either order.
 _REMEMBER_MAX = """
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -63,9 +65,13 @@ async def create_pool(dsn: str, settings: Settings, *, min_size: int | None = No
     # Behind PgBouncer in transaction pooling, consecutive statements may reach different server
     # connections, so named prepared statements (asyncpg's cache) would vanish: use unnamed ones.
     cache = {"statement_cache_size": 0} if settings.database_pooler == "pgbouncer" else {}
+    # command_timeout and the connect timeout bound what a dead or partitioned server can cost a caller
+    # (shared/failover.py turns the TimeoutError into a 503). A DSN naming several hosts with
+    # target_session_attrs=read-write finds whichever is primary now, on every new connection.
     pool = await asyncpg.create_pool(dsn, min_size=settings.db_pool_min if min_size is None else min_size,
                                      max_size=settings.db_pool_max, init=_init_connection,
-                                     reset=_reset_connection, command_timeout=60, **cache)
+                                     reset=_reset_connection, command_timeout=settings.db_command_timeout,
+                                     timeout=CONNECT_TIMEOUT, **cache)
     assert pool is not None
     return pool
 
@@ -144,7 +150,7 @@ class Database:
         if not settings.database_replica_urls:
             return cls(write)
         replicas: list[Replica] = []
-        redis = Redis.from_url(settings.redis_url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT)
+        redis = redis_client.client(settings, timeout=REDIS_TIMEOUT)
         try:
             for index, url in enumerate(settings.database_replica_urls):
                 # min_size 0: a replica that is down at start must not keep the process from starting.

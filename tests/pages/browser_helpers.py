@@ -102,7 +102,17 @@ _AXE: Any = None
 
 
 async def check_a11y(page: Any, name: str) -> None:
-    """axe-core in the page: no serious or critical violation; then a full-page screenshot."""
+    """axe-core in the page, in the light and in the dark colour scheme: no serious or critical violation in
+    either; a full-page screenshot of each (``name.png``, ``name-dark.png``). The page keeps its scheme."""
+    dark_first = await page.evaluate("matchMedia('(prefers-color-scheme: dark)').matches")
+    schemes = ("dark", "light") if dark_first else ("light", "dark")
+    for scheme in schemes:
+        await page.emulate_media(color_scheme=scheme)
+        await _axe(page, name if scheme == "light" else f"{name}-dark")
+    await page.emulate_media(color_scheme=schemes[0])
+
+
+async def _axe(page: Any, name: str) -> None:
     global _AXE
     from axe_playwright_python.async_playwright import Axe
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from shared.config import DEV_SECRET_KEY, SECRET_NAME, ConfigError, Settings
+from shared.config import DEV_SECRET_KEY, SECRET_NAME, ConfigError, Settings, mask_password
 
 BASE = {"DATABASE_URL": "postgresql://u:p@db:5432/taskdeck", "REDIS_URL": "redis://cache:6379/0",
         "SECRET_KEY": "s" * 48}
@@ -140,7 +140,20 @@ def test_dev_banner_masks_real_server_passwords(tmp_path):
     env["DATABASE_REPLICA_URLS"] = f"postgresql://u:{SECRET}@replica/x"
     banner = _banner("127.0.0.1", 8080, env, "dev-admin-pw", tmp_path,
                      [SimpleNamespace(pid=101), SimpleNamespace(pid=102)], Topology())
-    assert SECRET not in banner and "postgresql://***@db/x" in banner and "smtp://***@smtp.internal:587" in banner
+    assert SECRET not in banner
+    # The user stays (the URL is pasted into psql as printed; API.md): only the password is masked.
+    assert "postgresql://u:***@db/x" in banner and "smtp://mailer:***@smtp.internal:587" in banner
+    assert "redis://:***@cache/0" in banner and "postgresql://u:***@replica/x" in banner
+
+
+def test_mask_password_keeps_the_user_and_masks_secrets():
+    assert mask_password("postgresql://postgres@127.0.0.1:5432/taskdeck") == \
+        "postgresql://postgres@127.0.0.1:5432/taskdeck"
+    assert mask_password(f"postgresql://u:{SECRET}@h1:1,h2:2/db?target_session_attrs=read-write") == \
+        "postgresql://u:***@h1:1,h2:2/db?target_session_attrs=read-write"
+    assert mask_password(f"postgresql://h/db?password={SECRET}&sslmode=require") == \
+        "postgresql://h/db?password=***&sslmode=require"
+    assert mask_password("/path/to/var/exports") == "/path/to/var/exports"
 
 
 def test_replica_lag_ceiling_and_pooler():

@@ -1,4 +1,4 @@
-"""/api/v1/reports (PDF reports with charts, built by the worker) and the same numbers as HTML pages."""
+"""/api/v1/reports: PDF reports with charts, built by the worker (the same numbers as web pages: web/pages/reports)."""
 from __future__ import annotations
 
 import re
@@ -10,16 +10,14 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from shared import exports, reports
 from shared.errors import Forbidden
-from web.auth import AuthContext, authenticate, require_admin
-from web.keys import DB
-from web.request import json_response, load_json, load_query
+from web.auth import AuthContext, authenticate
+from web.request import json_response, load_json
 from web.openapi import api, ok
 from web.api.exports import JOB_QUEUED, JobOutSchema, create_job_response, file_response, visible_job
 from web.api.tasks import Rfc3339DateTime
 
 CREATE_SCOPE = "POST /api/v1/reports"
 _DATE = re.compile(r"^\d{4}-\d\d-\d\d$")
-HTML_TYPE = "text/html"
 # Reports cover when Taskdeck can have data; the margins keep `to - 30 days` and the week grid
 # (which runs a week past `to`) inside what datetime can represent.
 EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -113,26 +111,7 @@ async def download_report(request: web.Request) -> web.StreamResponse:
     return await file_response(request, await visible_job(request, exports.REPORT_KINDS))
 
 
-async def summary_page(request: web.Request) -> web.Response:
-    """The caller's summary report as an HTML page (?from=&to=), computed now."""
-    auth = await authenticate(request)
-    start, end = ReportPeriodSchema.period(load_query(request, ReportPeriodSchema()))
-    data = await request.app[DB].read_as(auth.user_id, lambda conn: reports.summary(
-        conn, owner_id=auth.user_id, start=start, end=end))
-    return web.Response(text=reports.render_html(data), content_type=HTML_TYPE, charset="utf-8")
-
-
-async def admin_activity_page(request: web.Request) -> web.Response:
-    """The admin activity report as an HTML page (?from=&to=), computed now; admins only."""
-    auth = await require_admin(request)
-    start, end = ReportPeriodSchema.period(load_query(request, ReportPeriodSchema()))
-    data = await request.app[DB].read_as(auth.user_id, lambda conn: reports.admin_activity(conn, start=start, end=end))
-    return web.Response(text=reports.render_html(data), content_type=HTML_TYPE, charset="utf-8")
-
-
 def setup_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/reports", create_report, name="reports-create")
     app.router.add_get(r"/api/v1/reports/{id:\d{1,19}}", get_report, name="report-detail")
     app.router.add_get(r"/api/v1/reports/{id:\d{1,19}}/download", download_report, name="report-download")
-    app.router.add_get("/reports/summary", summary_page, name="report-summary-page")
-    app.router.add_get("/reports/admin-activity", admin_activity_page, name="report-admin-activity-page")

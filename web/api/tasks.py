@@ -74,7 +74,9 @@ def _tags(**kwargs: Any) -> fields.List:
                        validate=[validate.Length(max=20), _unique], **kwargs)
 
 
-TITLE, DESCRIPTION = validate.Length(1, 200), validate.Length(max=10000)
+# An empty title says what is missing, not a length range (the form's most common mistake).
+TITLE = [validate.Length(min=1, error="A title is needed."), validate.Length(max=200)]
+DESCRIPTION = validate.Length(max=10000)
 STATUS, PRIORITY = validate.OneOf(tasks.STATUSES), validate.OneOf(tasks.PRIORITIES)
 
 

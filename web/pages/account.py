@@ -1,4 +1,5 @@
-"""The two pages that emailed links open: confirm an email address, choose a new password.
+"""The pages that emailed links open (confirm an email address, choose a new password), and the one that
+asks for the reset mail ("Forgot password?").
 
 They work without JavaScript. The one-time token in the form is the credential; the forms carry a CSRF
 token anyway (bound to the browser's nonce, as the login form), like every other form of the site.
@@ -6,16 +7,21 @@ token anyway (bound to the browser's nonce, as the login form), like every other
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 from marshmallow import ValidationError
 
 from shared import accounts
-from shared.errors import Unauthorized
+from shared.errors import Unauthorized, ValidationFailed
 from web import session
-from web.keys import DB, REDIS, SETTINGS
+from web.keys import ARQ, DB, REDIS, SETTINGS
 from web.schemas import validate_password
-from web.pages.common import render
+from web.api.auth import PasswordResetSchema
+from web.pages.common import field_errors, form_data, load_form, redirect, render
+from web.pages.auth import limit_auth_attempt
+
+RESET_REQUEST_SCHEMA = PasswordResetSchema()
 
 MAX_TOKEN = 200
 
@@ -47,7 +53,31 @@ async def submit_verify_email(request: web.Request) -> web.Response:
 
 
 async def show_reset_password(request: web.Request) -> web.Response:
+    """With the mail's token: the new-password form. Without one: the form that asks for the mail."""
+    if "token" not in request.query:
+        return await show_forgot_password(request)
     return _show_form("reset_password.html", request)
+
+
+async def show_forgot_password(request: web.Request) -> web.Response:
+    return render(request, "forgot_password.html", {"values": {"email": request.query.get("email", "")}})
+
+
+async def submit_forgot_password(request: web.Request) -> web.Response:
+    """The API's ``POST /api/v1/auth/password-reset`` as a form: the same schema, the same limits (per address
+    and per email), the same call that only enqueues; so the answer is the same whether the account exists."""
+    await session.check_csrf(request, request.app[SETTINGS], None)
+    form = await form_data(request)
+    values = {"email": str(form.get("email", ""))}
+    try:
+        data = load_form(RESET_REQUEST_SCHEMA, values)
+    except ValidationFailed as exc:
+        return render(request, "forgot_password.html", {"values": values, "errors": field_errors(exc)}, 422)
+    await limit_auth_attempt(request, "password_reset", data["email"])
+    await accounts.request_password_reset(request.app[DB], request.app[ARQ], request.app[SETTINGS], **data)
+    return redirect(request, "/login?" + urlencode({"email": data["email"]}),
+                    f"If {data['email']} has an account, a link to choose a new password is on its way. "
+                    f"The link works for {int(accounts.RESET_TTL.total_seconds() // 3600)} hour(s).")
 
 
 async def submit_reset_password(request: web.Request) -> web.Response:
@@ -72,5 +102,7 @@ def _reset_error(request: web.Request, token: str, message: str) -> web.Response
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/verify-email", show_verify_email, name="page-verify-email")
     app.router.add_post("/verify-email", submit_verify_email, name="page-verify-email-submit")
+    app.router.add_get("/forgot-password", show_forgot_password, name="page-forgot-password")
+    app.router.add_post("/forgot-password", submit_forgot_password, name="page-forgot-password-submit")
     app.router.add_get("/reset-password", show_reset_password, name="page-reset-password")
     app.router.add_post("/reset-password", submit_reset_password, name="page-reset-password-submit")

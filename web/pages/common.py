@@ -239,9 +239,15 @@ def task_dict(body: str) -> dict[str, Any]:
     return dict(json.loads(body))
 
 
+async def favicon(request: web.Request) -> web.FileResponse:
+    """/favicon.ico, which browsers (and bookmarks, feed readers) ask for whatever the page links."""
+    return web.FileResponse(STATIC / "favicon.ico", headers={"Cache-Control": "public, max-age=86400"})
+
+
 def setup(app: web.Application) -> None:
-    """Static files and template helpers."""
+    """Static files, the favicon and template helpers."""
     env = aiohttp_jinja2.get_env(app)
     env.filters.update(when=when, local_input=local_input)
     env.globals["zip"] = zip
     app.router.add_static("/static/", STATIC, name="static")
+    app.router.add_get("/favicon.ico", favicon, name="favicon")

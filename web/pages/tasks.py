@@ -5,6 +5,8 @@ functions with their one owner check, and the same replica routing with read-you
 """
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlencode
 
@@ -81,20 +83,50 @@ def _filters_without_cursor(query: MultiDictProxy[Any]) -> list[tuple[str, str]]
     return [(key, str(value)) for key, value in query.items() if key in FILTER_FIELDS and str(value)]
 
 
+OPEN_STATUSES = tuple(status for status in tasks.STATUSES if status != "done")
+DONE_SHOWN = 10  # finished tasks listed under the open ones; "All finished tasks" pages through the rest
+
+
+def _item(body: str, now: datetime) -> dict[str, Any]:
+    """A task as the API renders it, plus what the list shows of it: overdue (due in the past, not done)."""
+    task = task_dict(body)
+    due = task.get("due_at")
+    task["past_due"] = bool(due) and datetime.fromisoformat(str(due).replace("Z", "+00:00")) < now
+    task["overdue"] = task["past_due"] and task["status"] != "done"
+    return task
+
+
 async def _list_context(request: web.Request, auth: AuthContext) -> dict[str, Any]:
+    """The list page. Without a status filter, open tasks are paged and the latest finished ones are listed
+    apart below them (the open list's cursor is signed with the open statuses, added again on every page)."""
     zone = zone_name(request)
     filters = _filters_without_cursor(request.query)
     context: dict[str, Any] = {"query": request.query, "sorts": SORT_LABELS, "statuses": tasks.STATUSES,
-                               "priorities": tasks.PRIORITIES, "items": [], "next_url": None,
+                               "priorities": tasks.PRIORITIES, "items": [], "done_items": [], "next_url": None,
                                "filtered": bool(filters), "back": request.path_qs}
     try:
         query = list_query(request.query, zone)
     except ValidationFailed as exc:
         return {**context, "filter_errors": field_errors(exc)}
-    items, cursor = await request.app[DB].read_as(auth.user_id, lambda conn: tasks.list_tasks(
-        conn, owner_id=auth.user_id, filters=tasks.TaskFilters.from_mapping(query), sort=query["sort"],
-        limit=PAGE_SIZE, cursor=query.get("cursor"), secret=request.app[SETTINGS].secret_key))
-    context["items"] = [task_dict(body) for body in items]
+    split = not query.get("status")
+    context["split"] = split
+    chosen_filters = tasks.TaskFilters.from_mapping(query)
+    open_filters = replace(chosen_filters, status=OPEN_STATUSES) if split else chosen_filters
+    secret, with_done = request.app[SETTINGS].secret_key, split and not query.get("cursor")
+
+    async def read(conn: Any) -> tuple[tuple[list[str], str | None], tuple[list[str], str | None]]:
+        listing = await tasks.list_tasks(conn, owner_id=auth.user_id, filters=open_filters, sort=query["sort"],
+                                         limit=PAGE_SIZE, cursor=query.get("cursor"), secret=secret)
+        done = await tasks.list_tasks(conn, owner_id=auth.user_id, sort="-updated_at", limit=DONE_SHOWN,
+                                      filters=replace(chosen_filters, status=("done",)), cursor=None,
+                                      secret=secret) if with_done else ([], None)
+        return listing, done
+
+    (items, cursor), (done, more_done) = await request.app[DB].read_as(auth.user_id, read)
+    now = datetime.now(timezone.utc)
+    context["items"] = [_item(body, now) for body in items]
+    context["done_items"] = [_item(body, now) for body in done]
+    context["all_done_url"] = "/tasks?" + urlencode([*filters, ("status", "done")]) if more_done else None
     if cursor:
         context["next_url"] = "/tasks?" + urlencode([*filters, ("cursor", cursor)])
     context["paged"] = "cursor" in request.query
@@ -131,8 +163,9 @@ async def show_task(request: web.Request) -> web.Response:
     auth = await page_user(request)
     task = await request.app[DB].read_as(auth.user_id, lambda conn: tasks.get_task_for_user(
         conn, task_id=_task_id(request), user_id=auth.user_id, is_admin=auth.is_admin))
-    return render(request, "task.html", {"task": task_dict(task["body"]), "etag": tasks.etag(task),
-                                         "statuses": tasks.STATUSES, "priorities": tasks.PRIORITIES})
+    return render(request, "task.html", {"task": _item(task["body"], datetime.now(timezone.utc)),
+                                         "etag": tasks.etag(task), "statuses": tasks.STATUSES,
+                                         "priorities": tasks.PRIORITIES})
 
 
 async def update_task(request: web.Request) -> web.Response:

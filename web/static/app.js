@@ -1,7 +1,9 @@
 // Taskdeck: small enhancements on top of pages that work without JavaScript.
 // - dates in the browser's time zone (the server renders UTC until it knows the zone from the `tz` cookie)
-// - inline task status change without a reload (PATCH to the JSON API with the session's CSRF token)
-// - export/report progress updated in place (polling the job's JSON resource)
+// - inline task status change and the done checkbox without a reload (PATCH to the JSON API with the session's
+//   CSRF token); a finished task moves to the "Done" list and back
+// - export/report progress updated in place (polling the job's JSON resource), expiry included
+// - keyboard shortcuts: n (new task), / (search), ? (the list of shortcuts); never while typing in a field
 (function () {
   "use strict";
   document.documentElement.classList.add("js");
@@ -19,6 +21,21 @@
     try { return Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC"; } catch (e) { return "UTC"; }
   }
 
+  var dateFormat = null;
+
+  function formatDate(iso) {
+    var moment = new Date(iso);
+    return isNaN(moment.getTime()) ? iso : dateFormat.format(moment);
+  }
+
+  function timeElement(iso) {
+    var el = document.createElement("time");
+    el.setAttribute("datetime", iso);
+    el.title = iso;
+    el.textContent = formatDate(iso);
+    return el;
+  }
+
   function setupTimeZone() {
     var tz = zone();
     var current = (document.cookie.match(/(?:^|; )tz=([^;]*)/) || [])[1];
@@ -27,36 +44,63 @@
     }
     document.querySelectorAll("input.js-tz").forEach(function (input) { input.value = tz; });
     document.querySelectorAll(".js-tz-name").forEach(function (el) { el.textContent = tz; });
-    var format = new Intl.DateTimeFormat(undefined, {
+    dateFormat = new Intl.DateTimeFormat(undefined, {
       year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short"
     });
     document.querySelectorAll("time[datetime]").forEach(function (el) {
-      var moment = new Date(el.getAttribute("datetime"));
-      if (!isNaN(moment.getTime())) { el.textContent = format.format(moment); el.title = el.getAttribute("datetime"); }
+      el.textContent = formatDate(el.getAttribute("datetime"));
+      el.title = el.getAttribute("datetime");
     });
+  }
+
+  function patchStatus(taskId, status) {
+    return fetch("/api/v1/tasks/" + taskId, {
+      method: "PATCH", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "Accept": "application/json", "X-CSRF-Token": csrf },
+      body: JSON.stringify({ status: status })
+    }).then(function (response) {
+      if (!response.ok) { throw new Error("status " + response.status); }
+      return response.json();
+    });
+  }
+
+  // One task's row after a status change: its class, checkbox, select and overdue mark, and its list.
+  function showStatus(item, task) {
+    var done = task.status === "done";
+    item.className = item.className.replace(/status-\S+/, "status-" + task.status);
+    var box = item.querySelector(".check-box");
+    if (box) {
+      box.setAttribute("aria-checked", done ? "true" : "false");
+      box.title = done ? "Mark as not done" : "Mark as done";
+      box.form.querySelector("input[name=status]").value = done ? "todo" : "done";
+    }
+    var select = item.querySelector("select[name=status]");
+    if (select) { select.value = task.status; }
+    var overdue = item.querySelector(".js-overdue");
+    if (overdue) {
+      overdue.hidden = done;
+      item.classList.toggle("overdue", !done);
+    }
+    var target = document.querySelector(done ? ".js-done-list" : ".js-open-list");
+    if (target && item.parentNode !== target) {
+      target.insertBefore(item, target.firstChild);
+      var section = target.closest(".js-done-section");
+      if (section) { section.hidden = false; }
+      var empty = document.querySelector(".js-open-empty");
+      if (empty && !done) { empty.hidden = true; }
+    }
   }
 
   function setupStatusForms() {
     document.querySelectorAll("form.js-status").forEach(function (form) {
       var select = form.querySelector("select[name=status]");
       select.addEventListener("change", function () {
-        var status = select.value;
         select.disabled = true;
-        fetch("/api/v1/tasks/" + form.getAttribute("data-task"), {
-          method: "PATCH", credentials: "same-origin",
-          headers: { "Content-Type": "application/json", "Accept": "application/json", "X-CSRF-Token": csrf },
-          body: JSON.stringify({ status: status })
-        }).then(function (response) {
-          if (!response.ok) { throw new Error("status " + response.status); }
-          return response.json();
-        }).then(function (task) {
-          var item = form.closest("li.task");
-          if (item) {
-            item.className = item.className.replace(/status-\S+/, "status-" + task.status);
-            var badge = item.querySelector(".js-status-badge");
-            if (badge) { badge.textContent = task.status.replace("_", " "); }
-          }
+        patchStatus(form.getAttribute("data-task"), select.value).then(function (task) {
           select.disabled = false;
+          var item = form.closest("li.task");
+          if (item) { showStatus(item, task); }
+          select.focus();
           announce("“" + task.title + "” is now " + task.status.replace("_", " ") + ".");
         }).catch(function () {
           select.disabled = false;
@@ -64,15 +108,42 @@
         });
       });
     });
+    document.querySelectorAll("form.js-done").forEach(function (form) {
+      form.addEventListener("submit", function (event) {
+        event.preventDefault();
+        var item = form.closest("li.task");
+        var box = form.querySelector(".check-box");
+        box.disabled = true;
+        patchStatus(item.getAttribute("data-task"), form.querySelector("input[name=status]").value)
+          .then(function (task) {
+            box.disabled = false;
+            showStatus(item, task);
+            box.focus();
+            announce("“" + task.title + "” is " + (task.status === "done" ? "done." : "not done any more."));
+          }).catch(function () {
+            box.disabled = false;
+            form.submit();
+          });
+      });
+    });
   }
 
-  function describe(job) {
+  // The job's detail line, as the server renders it (exports.html): for a finished file, rows, size and expiry.
+  function describe(detail, job) {
+    detail.textContent = "";
     if (job.status === "succeeded") {
       var size = ((job.size_bytes || 0) / 1024).toFixed(1) + " KiB";
-      return (job.row_count !== null ? job.row_count + (job.row_count === 1 ? " task · " : " tasks · ") : "") + size;
+      detail.textContent = (job.row_count !== null && job.row_count !== undefined
+        ? job.row_count + (job.row_count === 1 ? " task · " : " tasks · ") : "") + size;
+      if (job.expires_at) {
+        detail.appendChild(document.createTextNode(" · until "));
+        detail.appendChild(timeElement(job.expires_at));
+      }
+    } else if (job.status === "failed") {
+      detail.textContent = job.error || "failed";
+    } else {
+      detail.textContent = Math.round(job.progress * 100) + "% done";
     }
-    if (job.status === "failed") { return job.error || "failed"; }
-    return Math.round(job.progress * 100) + "% done";
   }
 
   function poll(item) {
@@ -86,7 +157,7 @@
         var bar = item.querySelector(".js-job-progress");
         bar.value = job.progress;
         bar.textContent = Math.round(job.progress * 100) + "%";
-        item.querySelector(".js-job-detail").textContent = describe(job);
+        describe(item.querySelector(".js-job-detail"), job);
         if (job.status === "succeeded" && job.download_url) {
           var link = item.querySelector(".js-job-download");
           link.href = job.download_url;
@@ -108,6 +179,60 @@
     });
   }
 
-  function start() { setupTimeZone(); setupStatusForms(); setupJobs(); }
+  function typing(el) {
+    if (!el || !el.tagName) { return false; }
+    var tag = el.tagName.toLowerCase();
+    return el.isContentEditable || tag === "input" || tag === "textarea" || tag === "select";
+  }
+
+  function focusNewTask() {
+    var title = document.querySelector("#new-task input[name=title]");
+    if (!title) { window.location.href = "/tasks#new-task"; return; }
+    title.scrollIntoView({ block: "center" });
+    title.focus();
+  }
+
+  function focusSearch() {
+    var search = document.getElementById("f-q") || document.querySelector("main input[type=search]");
+    if (!search) { window.location.href = "/tasks#search"; return; }
+    var details = search.closest("details");
+    if (details) { details.open = true; }
+    search.scrollIntoView({ block: "center" });
+    search.focus();
+  }
+
+  function setupShortcuts() {
+    if (document.body.getAttribute("data-shortcuts") !== "on") { return; }
+    var help = document.getElementById("shortcuts");
+    document.querySelectorAll(".js-only").forEach(function (el) { el.hidden = false; });
+    document.querySelectorAll(".js-shortcuts-open").forEach(function (button) {
+      button.addEventListener("click", function () { help.showModal(); });
+    });
+    document.addEventListener("keydown", function (event) {
+      if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey || event.isComposing
+          || typing(event.target)) { return; }
+      if (event.key === "?") {
+        event.preventDefault();
+        if (help.open) { help.close(); } else { help.showModal(); }
+      } else if (help.open) {
+        return;  // the list is modal: other keys do nothing behind it
+      } else if (event.key === "n") {
+        event.preventDefault();
+        focusNewTask();
+      } else if (event.key === "/") {
+        event.preventDefault();
+        focusSearch();
+      }
+    });
+    // Arrived through "n" or "/" from another page: focus once the browser has scrolled to the fragment
+    // (Chromium clears focus when it does).
+    var arrival = { "#new-task": focusNewTask, "#search": focusSearch }[window.location.hash];
+    if (arrival) {
+      if (document.readyState === "complete") { window.setTimeout(arrival, 0); }
+      else { window.addEventListener("load", function () { window.setTimeout(arrival, 0); }); }
+    }
+  }
+
+  function start() { setupTimeZone(); setupStatusForms(); setupJobs(); setupShortcuts(); }
   if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", start); } else { start(); }
 })();
