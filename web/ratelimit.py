@@ -56,7 +56,7 @@ KEY_PREFIX = "taskdeck:rl"
 AUTH_ADDRESS_ROUTES = frozenset({"auth-login", "auth-register", "auth-password-reset",
                                  "auth-password-reset-confirm", "auth-verify-email",
                                  "page-login-submit", "page-register-submit", "page-reset-password-submit",
-                                 "page-verify-email-submit"})
+                                 "page-verify-email-submit", "page-forgot-password-submit"})
 JOB_ROUTES = frozenset({"exports-create", "reports-create"})
 # Route name -> the Redis keys its handler will read that the token alone can name (e.g. the caller's
 # cached first page): read in the limiter's round trip too, so that the handler needs none of its own.

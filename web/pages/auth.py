@@ -15,9 +15,9 @@ from web.api.users import UserUpdateSchema
 LOGIN_SCHEMA, REGISTER_SCHEMA, UPDATE_SCHEMA = LoginSchema(), RegisterSchema(), UserUpdateSchema()
 
 
-async def limit_register(request: web.Request, email: str) -> None:
-    """Register requests per target email, the JSON API's tier (the per-address tier is the middleware's,
-    web/ratelimit.py AUTH_ADDRESS_ROUTES). RateLimited renders as the 429 page."""
+async def limit_auth_email(request: web.Request, email: str) -> None:
+    """Register and reset-mail requests per target email, the JSON API's tier (the per-address tier is the
+    middleware's, web/ratelimit.py AUTH_ADDRESS_ROUTES). RateLimited renders as the 429 page."""
     await ratelimit.hit(request, "auth_email", email)
 
 
@@ -64,7 +64,7 @@ async def submit_register(request: web.Request) -> web.Response:
     values = {"email": str(form.get("email", "")), "name": str(form.get("name", ""))}
     try:
         data = load_form(REGISTER_SCHEMA, {**values, "password": str(form.get("password", ""))})
-        await limit_register(request, data["email"])
+        await limit_auth_email(request, data["email"])
         user = await accounts.register(request.app[DB], request.app[ARQ], request.app[SETTINGS], **data)
     except ValidationFailed as exc:
         return render(request, "register.html", {"values": values, "errors": field_errors(exc)}, 422)
