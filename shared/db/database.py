@@ -34,6 +34,9 @@ COMMITTED_LSN = "SELECT (pg_current_wal_insert_lsn() - '0/0')::bigint"
 # within the lag ceiling has that write.
 WRITE_LSN_TTL_MARGIN = 60
 REDIS_TIMEOUT = 0.5
+# Past any real WAL position: recorded when a write's position cannot be read, it keeps the user's reads on
+# the primary until the key expires.
+UNKNOWN_POSITION = 2**62
 CONNECT_TIMEOUT = 5.0  # per host: a multi-host DSN tries the next one after this
 # Keep the larger position: two concurrent writes of one user may finish in either order.
 _REMEMBER_MAX = """
@@ -124,9 +127,16 @@ class Database:
             return
         try:
             lsn = await self.write.fetchval(COMMITTED_LSN)
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                asyncpg.InternalClientError):
+            # The primary went away after the write (a failover: TargetServerAttributeNotMatched, a closed
+            # connection...). Its position is unknown, so no replica may serve this user until the key expires.
+            logger.warning("write position of user %s unknown; reads stay on the primary", user_id, exc_info=True)
+            lsn = UNKNOWN_POSITION
+        try:
             async with asyncio.timeout(REDIS_TIMEOUT):
                 await self._remember_max(keys=[WRITE_LSN_KEY.format(user_id)], args=[lsn, self._lsn_ttl])
-        except (RedisError, OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except (RedisError, OSError, asyncio.TimeoutError):
             # Reads still find the primary whenever Redis is down; only a Redis that fails now and answers
             # on the next read could let that read see a replica without this write.
             logger.warning("could not record the write position of user %s", user_id, exc_info=True)
