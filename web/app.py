@@ -17,7 +17,7 @@ from shared.db import failover
 from shared.db.database import Database
 from shared.observability import metrics, samplers
 from shared.storage import storage_from_settings
-from web import middlewares, ratelimit, routes, security_headers
+from web import middlewares, protocol, ratelimit, routes, security_headers
 from web.keys import ARQ, CACHE, DB, REDIS, SESSION_CACHE, SETTINGS, STORAGE
 from web.request import MAX_BODY
 from web.session_cache import SessionCache
@@ -103,6 +103,7 @@ async def sampler_ctx(app: web.Application) -> AsyncIterator[None]:
 MIDDLEWARES = [
     middlewares.request_id_middleware,   # first: everything after it logs and answers with the id
     middlewares.metrics_middleware,      # sees every response, 429s and 500s included
+    middlewares.undecodable_headers_middleware,  # before anything reads a header or cookie
     middlewares.write_position_middleware,  # after a user's write, remember its WAL position
     middlewares.compression_middleware,  # compresses whatever the inner ones produced, error bodies too
     middlewares.error_middleware,        # the one error mapping: inner raises become problem+json
@@ -113,7 +114,8 @@ MIDDLEWARES = [
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY, middlewares=list(MIDDLEWARES))
+    app = web.Application(client_max_size=MAX_BODY, middlewares=list(MIDDLEWARES), handler_args=protocol.HANDLER_ARGS)
+    protocol.install(app)  # requests the HTTP parser refuses are answered as problem+json too
     app[SETTINGS] = settings
     app[SESSION_CACHE] = SessionCache(settings.session_cache_seconds)  # per process: web/auth.py
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader([TEMPLATES / "pages", TEMPLATES]), autoescape=True)

@@ -43,6 +43,28 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
 
 
 @web.middleware
+async def undecodable_headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A header whose bytes are not UTF-8 is refused (400) before anything reads it.
+
+    aiohttp keeps such bytes as lone surrogates in the ``str`` it hands out, which cannot be encoded again:
+    every later ``.encode()`` of the value (the JWT of a session cookie or bearer token, the HMAC check of a
+    CSRF token, a rate-limit key) would raise deep inside. Refusing them here covers every header and cookie,
+    those read today and those read later. Answered as problem+json even to browsers: the HTML error page
+    reads the same cookies.
+    """
+    for name, value in request.raw_headers:
+        if not (name.isascii() and value.isascii()):
+            try:
+                name.decode("utf-8")
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                header = name.decode("ascii", "replace")
+                return problem_response(400, detail=f"The {header} header is not valid UTF-8",
+                                        request_id=request.get(REQUEST_ID, "-"))
+    return await handler(request)
+
+
+@web.middleware
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     status = 500

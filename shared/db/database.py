@@ -18,12 +18,18 @@ from redis.exceptions import RedisError
 
 from shared import redis_client
 from shared.config import Settings
-from shared.db.replicas import PRIMARY_LSN, READS, Replica, ReplicaSet
+from shared.db.replicas import READS, Replica, ReplicaSet
 
 logger = logging.getLogger("app.db")
 T = TypeVar("T")
 
 WRITE_LSN_KEY = "db:write-lsn:{}"
+# Where a user's write ended in the WAL. The *insert* position, not pg_current_wal_lsn() (the *write*
+# position): with synchronous_commit=off a commit returns before its record is written out, so the write
+# position read just after it can still be short of the commit record, and a replica that has replayed up
+# to there lacks the row. The insert position is at or past every record already inserted, our commit
+# included, whatever the commit mode; a replica reaches it once the WAL writer has flushed (a moment later).
+COMMITTED_LSN = "SELECT (pg_current_wal_insert_lsn() - '0/0')::bigint"
 # Longer than any replica we would still read from can be behind: once the key expires, every replica
 # within the lag ceiling has that write.
 WRITE_LSN_TTL_MARGIN = 60
@@ -120,7 +126,7 @@ class Database:
         if self._remember_max is None:
             return
         try:
-            lsn = await self.write.fetchval(PRIMARY_LSN)
+            lsn = await self.write.fetchval(COMMITTED_LSN)
         except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
                 asyncpg.InternalClientError):
             # The primary went away after the write (a failover: TargetServerAttributeNotMatched, a closed
