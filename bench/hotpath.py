@@ -6,7 +6,8 @@
     python bench/hotpath.py --bare-uvloop          # the bare app on uvloop too (Taskdeck always is)
     python bench/hotpath.py --profile /tmp/stacks.txt [--profile-request list|get|post]   # py-spy instead
 
-Starts embedded PostgreSQL + Redis (launcher.devstack), migrates, seeds one user with 1,000 tasks, then
+Starts embedded PostgreSQL + Redis (launcher.devstack), migrates, seeds one user with 1,000 tasks (in their
+Inbox) and a second user who is a member of 50 projects of 200 tasks each (the many-projects row), then
 starts Taskdeck as shipped (`python -m launcher.cli web`: logs at INFO, metrics, request ids, rate limits
 on with generous limits, the session check) with one and with two processes, and bench/bare.py with one
 and with two reuse_port processes. wrk (C, over loopback) drives one target at a time; Taskdeck and bare
@@ -42,6 +43,8 @@ from launcher.devstack import PostgresServer, RedisServer, free_port  # noqa: E4
 from shared.db.migrate import migrate  # noqa: E402
 
 EMAIL, PASSWORD = "bench@example.com", "correct horse battery staple"
+# A member of many shared projects: the list merges one page per project (shared/tasks.py SELECT_PAGE).
+MANY_EMAIL, MANY_PROJECTS, MANY_TASKS = "many@example.com", 50, 200
 TASK_BODY = {"title": "Benchmark task", "description": "Created by bench/hotpath.py", "priority": "high",
              "tags": ["bench", "load"], "due_at": "2030-01-01T12:00:00Z"}
 # Rate limiting stays on (the middleware and its Redis calls run on every request); the limits are only
@@ -89,6 +92,7 @@ class Row:
     taskdeck: list[Result] = field(default_factory=list)
     bare: list[Result] = field(default_factory=list)
     note: str = ""
+    as_many: bool = False  # requests as the member of MANY_PROJECTS projects
 
     def ratios(self) -> list[float]:
         return [t.rps / b.rps for t, b in zip(self.taskdeck, self.bare) if b.rps]
@@ -227,15 +231,26 @@ async def seed(dsn: str, count: int) -> int:
         user_id = await conn.fetchval("INSERT INTO users (email, name, password_hash, email_verified) "
                                       "VALUES ($1, 'Bench', $2, true) RETURNING id", EMAIL, password_hash)
         await conn.execute(SEED, user_id, count)
-        await conn.execute("ANALYZE tasks")
+        # The many-projects member: each project owned by someone else, 200 tasks in each, created by them
+        # (owner_id = the member, so the bare app's owner-only query lists the very same rows).
+        many_id = await conn.fetchval("INSERT INTO users (email, name, password_hash, email_verified) "
+                                      "VALUES ($1, 'Many', $2, true) RETURNING id", MANY_EMAIL, password_hash)
+        for n in range(MANY_PROJECTS):
+            project_id = await conn.fetchval("INSERT INTO projects (name, owner_id) VALUES ($1, $2) RETURNING id",
+                                             f"Shared {n}", user_id)
+            await conn.execute("INSERT INTO project_members (project_id, user_id, role) VALUES ($1, $2, 'owner'), "
+                               "($1, $3, 'editor')", project_id, user_id, many_id)
+            await conn.execute(SEED.replace("INSERT INTO tasks (owner_id,", "INSERT INTO tasks (project_id, owner_id,")
+                               .replace("SELECT $1,", "SELECT $3, $1,"), many_id, MANY_TASKS, project_id)
+        await conn.execute("ANALYZE tasks, project_members, projects")
         return int(await conn.fetchval("SELECT id FROM tasks WHERE owner_id = $1 ORDER BY id OFFSET $2 LIMIT 1",
                                        user_id, count // 2))
     finally:
         await conn.close()
 
 
-def login(url: str) -> str:
-    request = urllib.request.Request(url + "/api/v1/auth/login", json.dumps({"email": EMAIL, "password": PASSWORD})
+def login(url: str, email: str = EMAIL) -> str:
+    request = urllib.request.Request(url + "/api/v1/auth/login", json.dumps({"email": email, "password": PASSWORD})
                                      .encode(), {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())["access_token"]
@@ -327,6 +342,12 @@ def report(args: argparse.Namespace, rows: list[Row], post: Row, two: Row, login
                 verdict += f"; p99 <= bare's: {'ok' if p99(row.taskdeck) <= p99(row.bare) else 'MISSED'}"
         print(f"{row.name:27} {fmt(row.taskdeck):44} {fmt(row.bare):44} {ratio:5.2f}x  {verdict}")
     one = by_name["list limit=20"]
+    for many_name, one_name in ((f"list, {MANY_PROJECTS} projects x {MANY_TASKS}", "list limit=20"),
+                                (f"uncached, {MANY_PROJECTS} projects", "list limit=20 uncached")):
+        many, single = by_name[many_name], by_name[one_name]
+        print(f"{'  ' + many_name[:25]:27} p99 {p99(many.taskdeck):.1f} ms vs {p99(single.taskdeck):.1f} ms of "
+              f"'{one_name}': {p99(many.taskdeck) / p99(single.taskdeck):.2f}x "
+              f"(<= 2x: {'ok' if p99(many.taskdeck) <= 2 * p99(single.taskdeck) else 'MISSED'})")
     scale_td = median(t.rps / o.rps for t, o in zip(two.taskdeck, one.taskdeck))
     scale_bare = median(t.rps / o.rps for t, o in zip(two.bare, one.bare))
     print(f"{'1 -> 2 procs scaling':27} Taskdeck {scale_td:.2f}x, bare {scale_bare:.2f}x ({two.note}) "
@@ -372,7 +393,8 @@ def main() -> None:
         pids = {td1: td1_proc.pid, bare1: bare1_pid}
         for url in (td1, td2, bare1, bare2):
             stack.wait_healthy(url)
-        token = login(td1)
+        token, many_token = login(td1), login(td1, MANY_EMAIL)
+        tokens = {False: token, True: many_token}
         cached = has_cache(td1, token)
         if args.profile:
             request = {"list": ("GET", "/api/v1/tasks?limit=20", None), "post": ("POST", "/api/v1/tasks", TASK_BODY),
@@ -382,6 +404,12 @@ def main() -> None:
                 Row("get by id", f"/api/v1/tasks/{task_id}")]
         if cached:  # the default query: the page the cache serves (bare: the same rows, uncached)
             rows.append(Row("cached first page", "/api/v1/tasks"))
+        # The many-projects member's first page, cached (?limit=20 is the default query) and uncached (another
+        # sort: the query runs, one LATERAL per project), against the one-project user's same two queries.
+        rows.append(Row(f"list, {MANY_PROJECTS} projects x {MANY_TASKS}", "/api/v1/tasks?limit=20", as_many=True))
+        rows.append(Row("list limit=20 uncached", "/api/v1/tasks?limit=20&sort=-updated_at"))
+        rows.append(Row(f"uncached, {MANY_PROJECTS} projects", "/api/v1/tasks?limit=20&sort=-updated_at",
+                        as_many=True))
         post = Row("POST /tasks (insert)", "/api/v1/tasks")
         two = Row("list limit=20, 2 procs", "/api/v1/tasks?limit=20", note=td2_how)
         logins = Row("list limit=20 + 50 logins", "/api/v1/tasks?limit=20")
@@ -394,8 +422,8 @@ def main() -> None:
             for row, td, bare in pairs:
                 order = [(row.taskdeck, td), (row.bare, bare)]
                 for results, url in order if round_no % 2 == 0 else reversed(order):
-                    results.append(run(url + row.target, token=token, pid=pids.get(url), seconds=seconds,
-                                       connections=conns))
+                    results.append(run(url + row.target, token=tokens[row.as_many],
+                                       pid=pids.get(url), seconds=seconds, connections=conns))
             for results, url in [(post.taskdeck, td1), (post.bare, bare1)][::1 if round_no % 2 == 0 else -1]:
                 results.append(run(url + post.target, "POST", TASK_BODY, token, pid=pids.get(url), seconds=seconds,
                                    connections=conns))

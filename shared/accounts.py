@@ -18,19 +18,18 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared import jobs
-from shared.mail import outbox
 from shared.config import Settings
 from shared.db.database import Database
 from shared.errors import Conflict, Forbidden, ServiceUnavailable, Unauthorized, field_error
+from shared.mail import outbox
 from shared.observability.logs import request_id_var
-from shared.security import (create_access_token, hash_password, needs_rehash, new_token, token_digest,
-                             verify_password)
+from shared.security import create_access_token, hash_password, needs_rehash, new_token, token_digest, verify_password
 
 logger = logging.getLogger("app.accounts")
 
 VERIFY_TTL = timedelta(days=2)
 RESET_TTL = timedelta(hours=1)
-USER_COLUMNS = "u.id, u.email, u.name, u.role, u.is_active, u.email_verified, u.created_at"
+USER_COLUMNS = "u.id, u.email, u.name, u.role, u.is_active, u.email_verified, u.email_notifications, u.created_at"
 
 INSERT_USER = f"""
 INSERT INTO users AS u (email, name, password_hash, role, email_verified)
@@ -104,6 +103,7 @@ UPDATE users SET password_hash = $2, email_verified = true, updated_at = now() W
 RETURNING id
 """
 UPDATE_NAME = "UPDATE users SET name = $2, updated_at = now() WHERE id = $1"
+UPDATE_NOTIFICATIONS = "UPDATE users SET email_notifications = $2, updated_at = now() WHERE id = $1"
 
 
 # Every web process may remember "this session is live, this is its user" while this Redis value stays the
@@ -142,7 +142,8 @@ class TokenPair:
 def user_out(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     """The public shape of a user: never the password hash."""
     return {"id": row["id"], "email": row["email"], "name": row["name"], "role": row["role"],
-            "is_active": row["is_active"], "email_verified": row["email_verified"], "created_at": row["created_at"]}
+            "is_active": row["is_active"], "email_verified": row["email_verified"],
+            "email_notifications": row["email_notifications"], "created_at": row["created_at"]}
 
 
 async def get_user(conn: asyncpg.Connection, *, user_id: int) -> dict[str, Any] | None:
@@ -363,7 +364,8 @@ async def confirm_password_reset(db: Database, redis: Redis, settings: Settings,
 
 async def update_me(db: Database, redis: Redis, settings: Settings, *, user_id: int, session_id: str,
                     changes: dict[str, Any]) -> dict[str, Any]:
-    """Change name and/or password; a new password needs the current one and ends the *other* sessions."""
+    """Change name, email_notifications and/or password; a new password needs the current one and ends the
+    *other* sessions."""
     new_hash = None
     if "password" in changes:
         if not changes.get("current_password"):
@@ -383,6 +385,8 @@ async def update_me(db: Database, redis: Redis, settings: Settings, *, user_id: 
                 raise field_error("current_password", "Incorrect password")
         if "name" in changes:
             await conn.execute(UPDATE_NAME, user_id, changes["name"])
+        if "email_notifications" in changes:
+            await conn.execute(UPDATE_NOTIFICATIONS, user_id, changes["email_notifications"])
         if new_hash is not None:
             await conn.execute(SET_PASSWORD, user_id, new_hash, False)
             await conn.execute(REVOKE_USER_SESSIONS, user_id, "password_change", session_id)

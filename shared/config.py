@@ -91,6 +91,7 @@ class Settings:
     rate_limit_auth_email: str = "10 per hour"
     rate_limit_api: str = "600/minute"
     rate_limit_jobs: str = "20/hour"
+    rate_limit_invites: str = "50/day"
     max_active_jobs: int = 5
     trusted_proxies: tuple[str, ...] = ()
     cache: bool = True
@@ -145,6 +146,7 @@ class Settings:
             rate_limit_auth_email=reader.rate("RATE_LIMIT_AUTH_EMAIL", cls.rate_limit_auth_email),
             rate_limit_api=reader.rate("RATE_LIMIT_API", cls.rate_limit_api),
             rate_limit_jobs=reader.rate("RATE_LIMIT_JOBS", cls.rate_limit_jobs),
+            rate_limit_invites=reader.rate("RATE_LIMIT_INVITES", cls.rate_limit_invites),
             max_active_jobs=reader.integer("MAX_ACTIVE_JOBS", cls.max_active_jobs, 1, 1000),
             trusted_proxies=reader.cidrs("TRUSTED_PROXIES"),
             cache=reader.switch("CACHE", cls.cache),

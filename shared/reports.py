@@ -11,37 +11,39 @@ from typing import Any
 
 import asyncpg
 
-from shared import tasks
+from shared import rights, tasks
 
 DEFAULT_PERIOD = timedelta(days=30)
 MAX_PERIOD = timedelta(days=366)
 MOST_OVERDUE = 10
 
+# A user's summary covers the tasks of every project they are a member of (the rights join).
+MEMBER_TASKS = "tasks AS t " + rights.member("t.project_id", "$1")
 # Tasks created in the period, by their current status and priority.
-SUMMARY_BREAKDOWN = """
+SUMMARY_BREAKDOWN = f"""
 SELECT t.status::text AS status, t.priority::text AS priority, count(*) AS n
-FROM tasks AS t
-WHERE t.owner_id = $1 AND t.created_at >= $2 AND t.created_at < $3
+FROM {MEMBER_TASKS}
+WHERE t.created_at >= $2 AND t.created_at < $3
 GROUP BY t.status, t.priority
 """
-SUMMARY_WEEKLY = """
+SUMMARY_WEEKLY = f"""
 SELECT x.week, count(*) FILTER (WHERE x.what = 'created') AS created,
        count(*) FILTER (WHERE x.what = 'completed') AS completed
 FROM (
     SELECT 'created' AS what, date_trunc('week', t.created_at AT TIME ZONE 'UTC')::date AS week
-    FROM tasks AS t WHERE t.owner_id = $1 AND t.created_at >= $2 AND t.created_at < $3
+    FROM {MEMBER_TASKS} WHERE t.created_at >= $2 AND t.created_at < $3
     UNION ALL
     SELECT 'completed' AS what, date_trunc('week', t.completed_at AT TIME ZONE 'UTC')::date AS week
-    FROM tasks AS t WHERE t.owner_id = $1 AND t.completed_at >= $2 AND t.completed_at < $3
+    FROM {MEMBER_TASKS} WHERE t.completed_at >= $2 AND t.completed_at < $3
 ) AS x
 GROUP BY x.week
 """
 # Overdue is "now", as on the task list (the same WHERE fragment, served by the owner/due index).
-SUMMARY_OVERDUE_COUNT = f"SELECT count(*) FROM tasks AS t WHERE t.owner_id = $1 AND {tasks.WHERE_OVERDUE}"
+SUMMARY_OVERDUE_COUNT = f"SELECT count(*) FROM {MEMBER_TASKS} WHERE {tasks.WHERE_OVERDUE}"
 SUMMARY_MOST_OVERDUE = f"""
 SELECT t.id, t.title, t.priority::text AS priority, t.status::text AS status, t.due_at
-FROM tasks AS t
-WHERE t.owner_id = $1 AND {tasks.WHERE_OVERDUE}
+FROM {MEMBER_TASKS}
+WHERE {tasks.WHERE_OVERDUE}
 ORDER BY {tasks.DUE_KEY}, t.id
 LIMIT $2
 """

@@ -13,12 +13,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
-from shared import tasks
+from shared import rights, tasks
 from shared.tasks import TaskFilters
 
 DEFAULT_SORT = "-created_at"
 CSV_COLUMNS = ("id", "title", "description", "status", "priority", "due_at", "tags",
-               "created_at", "updated_at", "completed_at")
+               "created_at", "updated_at", "completed_at", "project_id", "assignee_id")
 # Spreadsheets run a cell starting with one of these as a formula (CSV/formula injection, OWASP):
 # = + - @ tab carriage-return. Such a cell gets a leading apostrophe (see CSV_TEXT_CELL).
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
@@ -41,8 +41,8 @@ SELECT_EXPORT_ROWS = (
     "SELECT t.id, t.title, t.description, t.status::text AS status, t.priority::text AS priority, "
     f"{UTC_TEXT.format('t.due_at')} AS due_at, {TAGS_TEXT} AS tags, "
     f"{UTC_TEXT.format('t.created_at')} AS created_at, {UTC_TEXT.format('t.updated_at')} AS updated_at, "
-    f"{UTC_TEXT.format('t.completed_at')} AS completed_at "
-    "FROM tasks AS t WHERE {} ORDER BY {} {}, t.id {}"
+    f"{UTC_TEXT.format('t.completed_at')} AS completed_at, t.project_id, t.assignee_id "
+    "FROM tasks AS t {} WHERE {} ORDER BY {} {}, t.id {}"
 )
 # The same rows as finished CSV lines. Ids, enums and timestamps never need quoting or neutralising;
 # a missing timestamp is an empty cell.
@@ -50,25 +50,28 @@ _CSV_CELLS = (
     "t.id::text", CSV_TEXT_CELL.format("t.title"), CSV_TEXT_CELL.format("t.description"), "t.status::text",
     "t.priority::text", f"COALESCE({UTC_TEXT.format('t.due_at')}, '')", CSV_TEXT_CELL.format(TAGS_TEXT),
     UTC_TEXT.format("t.created_at"), UTC_TEXT.format("t.updated_at"),
-    f"COALESCE({UTC_TEXT.format('t.completed_at')}, '')",
+    f"COALESCE({UTC_TEXT.format('t.completed_at')}, '')", "t.project_id::text", "COALESCE(t.assignee_id::text, '')",
 )
 SELECT_CSV_LINES = ("SELECT " + " || ',' || ".join(_CSV_CELLS).replace("{", "{{").replace("}", "}}")
-                    + " AS line FROM tasks AS t WHERE {} ORDER BY {} {}, t.id {}")
-COUNT_EXPORT_ROWS = "SELECT count(*) FROM tasks AS t WHERE {}"
+                    + " AS line FROM tasks AS t {} WHERE {} ORDER BY {} {}, t.id {}")
+COUNT_EXPORT_ROWS = "SELECT count(*) FROM tasks AS t {} WHERE {}"
 
 
 def export_queries(owner_id: int, filters: TaskFilters, sort: str, *,
                    csv: bool = False) -> tuple[str, str, list[Any]]:
-    """(rows SQL, count SQL, their shared arguments) for every task matching ``filters``, in ``sort`` order.
+    """(rows SQL, count SQL, their shared arguments) for every task matching ``filters`` in the projects
+    ``owner_id`` is a member of (the rights join, as the list's), in ``sort`` order.
 
     :param csv: rows as finished CSV lines (one ``line`` column) instead of columns.
     """
     param = tasks.Params()
+    member = rights.member("t.project_id", param(owner_id))
     where = tasks.filter_clause(owner_id, filters, param)
     order_expr = tasks.SORT_KEYS[sort.lstrip("-")][0]
     direction = "DESC" if sort.startswith("-") else "ASC"
     select = SELECT_CSV_LINES if csv else SELECT_EXPORT_ROWS
-    return select.format(where, order_expr, direction, direction), COUNT_EXPORT_ROWS.format(where), param.args
+    return (select.format(member, where, order_expr, direction, direction), COUNT_EXPORT_ROWS.format(member, where),
+            param.args)
 
 
 def filters_to_params(data: dict[str, Any]) -> dict[str, Any]:

@@ -14,43 +14,73 @@ from typing import Any, Callable, Mapping
 
 import asyncpg
 
-from shared.errors import Forbidden, NotFound, PreconditionFailed, ValidationFailed
+from shared import notify, rights
 from shared.db.pagination import decode_cursor, page
+from shared.errors import Forbidden, NotFound, PreconditionFailed, ValidationFailed, field_error
 
 logger = logging.getLogger("app.tasks")
 
 STATUSES = ("todo", "in_progress", "done")
 PRIORITIES = ("low", "medium", "high", "urgent")  # the enum's order, which is the sort order
 SORTS = ("created_at", "-created_at", "due_at", "-due_at", "priority", "-priority", "updated_at", "-updated_at")
-TASK_FIELDS = ("id", "owner_id", "title", "description", "status", "priority", "due_at", "tags",
-               "created_at", "updated_at", "completed_at")
+TASK_FIELDS = ("id", "owner_id", "project_id", "assignee_id", "title", "description", "status", "priority",
+               "due_at", "tags", "comment_count", "created_at", "updated_at", "completed_at")
 MAX_ID = 2**63 - 1  # bigint: a larger path id cannot exist, and asyncpg would refuse to send it
 MAX_SEARCH_WORDS = 10
 
 
-def _utc(column: str) -> str:
+def utc(column: str) -> str:
     # RFC 3339 UTC with a trailing Z, whole seconds (the contract's own example format).
     return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
 
 TASK_JSON = (
-    "json_build_object('id', t.id, 'owner_id', t.owner_id, 'title', t.title, 'description', t.description, "
-    "'status', t.status, 'priority', t.priority, 'due_at', " + _utc("t.due_at") + ", 'tags', t.tags, "
-    "'created_at', " + _utc("t.created_at") + ", 'updated_at', " + _utc("t.updated_at") + ", "
-    "'completed_at', " + _utc("t.completed_at") + ")::text"
+    "json_build_object('id', t.id, 'owner_id', t.owner_id, 'project_id', t.project_id, "
+    "'assignee_id', t.assignee_id, 'title', t.title, 'description', t.description, "
+    "'status', t.status, 'priority', t.priority, 'due_at', " + utc("t.due_at") + ", 'tags', t.tags, "
+    "'comment_count', t.comment_count, "
+    "'created_at', " + utc("t.created_at") + ", 'updated_at', " + utc("t.updated_at") + ", "
+    "'completed_at', " + utc("t.completed_at") + ")::text"
 )
-RETURNING = f"t.id, t.owner_id, t.version, {TASK_JSON} AS body"
+RETURNING = f"t.id, t.owner_id, t.project_id, t.assignee_id, t.version, {TASK_JSON} AS body"
+# Everyone whose cached views show the project's tasks: a write invalidates each of them (shared/cache.py).
+AUDIENCE = "(SELECT array_agg(a.user_id) FROM project_members AS a WHERE a.project_id = {}) AS audience"
+IS_MEMBER = "EXISTS (SELECT 1 FROM project_members AS a WHERE a.project_id = {} AND a.user_id = {})"
 
+# One task for one caller: $1 task, $2 user, $3 site admin. A non-member's row never leaves the database.
+_JOIN, _ROLE, _VISIBLE = rights.access("t.project_id", "$2", "$3")
+SELECT_TASK_FOR_USER = f"SELECT {RETURNING}, {_ROLE} AS role FROM tasks AS t {_JOIN} WHERE t.id = $1 AND {_VISIBLE}"
+SELECT_TASK_FOR_WRITE = (f"SELECT {RETURNING}, {_ROLE} AS role, {AUDIENCE.format('t.project_id')} "
+                         f"FROM tasks AS t {_JOIN} WHERE t.id = $1 AND {_VISIBLE} FOR UPDATE OF t")
+# A project as the target of a create or a move: $1 project, $2 user, $3 site admin.
+_PJOIN, _PROLE, _PVISIBLE = rights.access("p.id", "$2", "$3")
+SELECT_TARGET_PROJECT = (f"SELECT p.id, {_PROLE} AS role, {AUDIENCE.format('p.id')} "
+                         f"FROM projects AS p {_PJOIN} WHERE p.id = $1 AND {_PVISIBLE}")
+SELECT_INBOX = "SELECT p.id FROM projects AS p WHERE p.owner_id = $1 AND p.is_inbox"
+SELECT_IS_MEMBER = "SELECT " + IS_MEMBER.format("$1", "$2")
+# The rights check, the assignee check and the insert in one statement (the hot path: one round trip).
+# $1 creator, $8 assignee, $9 project (NULL: the creator's Inbox), $10 site admin.
+_CJOIN, _CROLE, _CVISIBLE = rights.access("p.id", "$1", "$10")
 INSERT_TASK = f"""
-INSERT INTO tasks AS t (owner_id, title, description, status, priority, due_at, tags, completed_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $4::task_status = 'done' THEN now() END)
-RETURNING {RETURNING}
+WITH target AS (
+    SELECT p.id, {_CROLE} AS role, ($8::bigint IS NULL OR {IS_MEMBER.format("p.id", "$8")}) AS assignee_ok,
+           {AUDIENCE.format("p.id")}
+    FROM projects AS p {_CJOIN}
+    WHERE p.id = COALESCE($9::bigint, ({SELECT_INBOX.replace("$1", "$1::bigint")})) AND {_CVISIBLE}
+), created AS (
+    INSERT INTO tasks AS t (owner_id, project_id, assignee_id, title, description, status, priority, due_at, tags,
+                            completed_at)
+    SELECT $1, target.id, $8, $2::text, $3::text, $4::task_status, $5::task_priority, $6::timestamptz, $7::text[],
+           CASE WHEN $4::task_status = 'done' THEN now() END
+    FROM target WHERE target.role >= 'editor' AND target.assignee_ok
+    RETURNING {RETURNING}
+)
+SELECT target.role, target.assignee_ok, target.audience, created.* FROM target LEFT JOIN created ON true
 """
-# The single owner check: someone else's task looks exactly like a missing one (404, never 403).
-SELECT_TASK_FOR_USER = f"SELECT {RETURNING} FROM tasks AS t WHERE t.id = $1 AND (t.owner_id = $2 OR $3)"
-SELECT_TASK_FOR_USER_LOCKED = SELECT_TASK_FOR_USER + " FOR UPDATE"
 # One fixed statement for every PATCH: NULL means "not sent" ($6 says whether due_at was sent, since
-# null is a legal due_at). completed_at keeps its first value while the task stays done.
+# null is a legal due_at; $10 whether assignee_id was). completed_at keeps its first value while the task
+# stays done. The assignee is kept only while a member of the (possibly new) project: a move clears one
+# who is not a member there; one named in the request was checked before (422).
 UPDATE_TASK = f"""
 UPDATE tasks AS t SET
     title = COALESCE($2, t.title),
@@ -59,6 +89,10 @@ UPDATE tasks AS t SET
     priority = COALESCE($5::task_priority, t.priority),
     due_at = CASE WHEN $6 THEN $7 ELSE t.due_at END,
     tags = COALESCE($8, t.tags),
+    project_id = COALESCE($9, t.project_id),
+    assignee_id = CASE WHEN {IS_MEMBER.format("COALESCE($9, t.project_id)",
+                                              "CASE WHEN $10 THEN $11 ELSE t.assignee_id END")}
+                       THEN CASE WHEN $10 THEN $11 ELSE t.assignee_id END END,
     completed_at = CASE WHEN COALESCE($4::task_status, t.status) <> 'done' THEN NULL
                         WHEN t.status = 'done' THEN t.completed_at ELSE now() END,
     updated_at = now(),
@@ -67,8 +101,8 @@ WHERE t.id = $1
 RETURNING {RETURNING}
 """
 DELETE_TASK = "DELETE FROM tasks WHERE id = $1"
-# One pass over the owner's rows; each FILTER is one counter.
-SELECT_STATS = """
+# One pass over the rows of every project the user is a member of; each FILTER is one counter.
+SELECT_STATS = f"""
 SELECT count(*) FILTER (WHERE t.status = 'todo') AS status_todo,
        count(*) FILTER (WHERE t.status = 'in_progress') AS status_in_progress,
        count(*) FILTER (WHERE t.status = 'done') AS status_done,
@@ -83,8 +117,7 @@ SELECT count(*) FILTER (WHERE t.status = 'todo') AS status_todo,
            min(t.due_at) FILTER (WHERE t.due_at >= now() AND t.status <> 'done'),
            min(t.completed_at) FILTER (WHERE t.completed_at >= now() - INTERVAL '7 days') + INTERVAL '7 days'
        ) - now())::float8 AS changes_in
-FROM tasks AS t
-WHERE t.owner_id = $1
+FROM tasks AS t {rights.member("t.project_id", "$1")}
 """
 SELECT_COUNTS_BY_STATUS = "SELECT t.status, count(*) AS n FROM tasks AS t GROUP BY t.status"
 
@@ -98,7 +131,8 @@ SORT_KEYS = {
     "due_at": (DUE_KEY, "COALESCE({}::timestamptz, 'infinity'::timestamptz)", "t.due_at"),
     "priority": ("t.priority", "{}::task_priority", "t.priority"),
 }
-WHERE_OWNER = "t.owner_id = {}"
+WHERE_PROJECT = "t.project_id = {}"
+WHERE_ASSIGNEE = "t.assignee_id = {}"
 WHERE_STATUS = "t.status = ANY({}::task_status[])"
 WHERE_PRIORITY = "t.priority = ANY({}::task_priority[])"
 WHERE_TAG = "t.tags @> ARRAY[{}::text]"
@@ -108,8 +142,13 @@ WHERE_DUE_AFTER = DUE_KEY + " > {} AND t.due_at IS NOT NULL"  # DUE_KEY, so the 
 WHERE_OVERDUE = DUE_KEY + " < now() AND t.status <> 'done'"
 WHERE_NOT_OVERDUE = "NOT (" + WHERE_OVERDUE + ")"
 WHERE_AFTER = "({}, t.id) {} ({}, {})"  # keyset: (key, id) strictly past the cursor's row
-SELECT_PAGE = ("SELECT t.id, {} AS k, " + TASK_JSON +
-               " AS body FROM tasks AS t WHERE {} ORDER BY {} {}, t.id {} LIMIT {}")
+# A page: each of the user's projects gives its own first rows straight off a btree (LATERAL, LIMIT), and
+# only those are merged and cut to the page. A plain join would read and sort every task of every project
+# before the LIMIT; this reads at most (projects x page size) index entries. The membership side is the
+# rights join itself (shared/rights.py), written as its FROM item.
+SELECT_PAGE = ("SELECT t.id, {} AS k, " + TASK_JSON + " AS body FROM " + rights.MEMBER_PROJECTS +
+               " CROSS JOIN LATERAL (SELECT t.* FROM tasks AS t WHERE t.project_id = m.project_id AND {} "
+               "ORDER BY {} {}, t.id {} LIMIT {}) AS t ORDER BY {} {}, t.id {} LIMIT {}")
 
 
 @dataclass(frozen=True)
@@ -123,13 +162,16 @@ class TaskFilters:
     due_before: datetime | None = None
     due_after: datetime | None = None
     overdue: bool | None = None
+    project_id: int | None = None
+    assignee_id: int | str | None = None  # a user id, or "me": the user whose listing it is
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> "TaskFilters":
         """Filters from loaded query (or export) data; other keys are ignored."""
         return cls(status=tuple(data.get("status", ())), priority=tuple(data.get("priority", ())),
                    tag=data.get("tag"), q=data.get("q"), due_before=data.get("due_before"),
-                   due_after=data.get("due_after"), overdue=data.get("overdue"))
+                   due_after=data.get("due_after"), overdue=data.get("overdue"),
+                   project_id=data.get("project_id"), assignee_id=data.get("assignee_id"))
 
     @property
     def words(self) -> list[str]:
@@ -139,11 +181,13 @@ class TaskFilters:
         """Everything that defines the listing: a cursor is valid only for the listing that made it."""
         due = [d.isoformat() if d else None for d in (self.due_before, self.due_after)]
         return json.dumps([owner_id, sort, sorted(set(self.status)), sorted(set(self.priority)), self.tag,
-                           self.words, *due, self.overdue], separators=(",", ":"))
+                           self.words, *due, self.overdue, self.project_id, self.assignee_id],
+                          separators=(",", ":"))
 
 
 def resolve_owner(*, user_id: int, is_admin: bool, requested: int | None) -> int:
-    """Whose tasks a listing shows: your own; an admin may name anyone with ``owner_id``."""
+    """Whose view a listing shows: the tasks of your projects; an admin may name anyone with ``owner_id``
+    (then the tasks of that user's projects)."""
     if requested is None or requested == user_id:
         return user_id
     if not is_admin:
@@ -169,28 +213,61 @@ def etag_matches(header: str, current: str, *, weak: bool) -> bool:
     return False
 
 
-async def create_task(conn: asyncpg.Connection, *, owner_id: int, data: dict[str, Any]) -> asyncpg.Record:
+@dataclass(frozen=True)
+class Written:
+    """A write's result: the task row as the API returns it, and who must see the change at once."""
+
+    task: asyncpg.Record
+    audience: frozenset[int]
+    mails: tuple[int | None, ...] = ()  # outbox rows to dispatch after the commit (shared.mail.outbox.dispatch)
+
+
+def _audience(*rows: asyncpg.Record | None) -> frozenset[int]:
+    return frozenset(user for row in rows if row is not None for user in (row["audience"] or ()))
+
+
+async def create_task(conn: asyncpg.Connection, *, owner_id: int, data: dict[str, Any],
+                      is_admin: bool = False) -> Written:
     """Insert a task from validated input; ``completed_at`` is set when it starts as done.
 
-    :param data: title, and optionally description, status, priority, due_at (UTC) and tags.
+    Needs ``editor`` on the project (``project_id``, default the creator's Inbox). The returned row
+    An assignee other than the creator is emailed (outbox): the caller runs this in a transaction when
+    ``assignee_id`` is set.
+
+    :param data: title, and optionally description, status, priority, due_at (UTC), tags, project_id
+        and assignee_id.
+    :raises NotFound: no such project, or not a member; Forbidden: below editor; ValidationFailed: an
+        assignee who is not a member of the project.
     """
-    return await conn.fetchrow(INSERT_TASK, owner_id, data["title"], data.get("description", ""),
-                               data.get("status", "todo"), data.get("priority", "medium"), data.get("due_at"),
-                               data.get("tags", []))
+    project_id = data.get("project_id")
+    if project_id is not None and not 1 <= project_id <= MAX_ID:
+        raise NotFound("No such project")
+    row = await conn.fetchrow(INSERT_TASK, owner_id, data["title"], data.get("description", ""),
+                              data.get("status", "todo"), data.get("priority", "medium"), data.get("due_at"),
+                              data.get("tags", []), data.get("assignee_id"), project_id, is_admin)
+    rights.require(row["role"] if row else None, rights.EDITOR)
+    if not row["assignee_ok"]:
+        raise field_error("assignee_id", "Must be a member of the task's project")
+    mails = ()
+    if row["assignee_id"] is not None:
+        mails = (await notify.task_assigned(conn, task=row, actor_id=owner_id),)
+    return Written(row, _audience(row), mails)
 
 
 async def get_task_for_user(conn: asyncpg.Connection, *, task_id: int, user_id: int, is_admin: bool,
-                            for_update: bool = False) -> asyncpg.Record:
-    """The task if the user owns it or is an admin; otherwise NotFound (never revealing that it exists).
+                            for_update: bool = False, needed: str = rights.VIEWER) -> asyncpg.Record:
+    """The task if the user may see it (a member of its project, or a site admin); else NotFound.
 
-    :param for_update: lock the row until the caller's transaction ends (read-modify-write).
+    :param for_update: lock the row until the caller's transaction ends (read-modify-write); the row
+        then has ``audience`` too.
+    :param needed: the role the action needs (Forbidden below it).
     """
     if not 1 <= task_id <= MAX_ID:
         raise NotFound("No such task")
-    row = await conn.fetchrow(SELECT_TASK_FOR_USER_LOCKED if for_update else SELECT_TASK_FOR_USER,
+    row = await conn.fetchrow(SELECT_TASK_FOR_WRITE if for_update else SELECT_TASK_FOR_USER,
                               task_id, user_id, is_admin)
-    if row is None:
-        raise NotFound("No such task")
+    rights.require(row["role"] if row else None, needed, "task")
+    assert row is not None
     return row
 
 
@@ -201,40 +278,56 @@ def _check_precondition(task: asyncpg.Record, if_match: str | None) -> None:
 
 
 async def update_task(conn: asyncpg.Connection, *, task_id: int, user_id: int, is_admin: bool,
-                      changes: dict[str, Any], if_match: str | None = None) -> asyncpg.Record:
-    """Apply a partial update atomically (row lock, precondition, update); bumps version and updated_at.
+                      changes: dict[str, Any], if_match: str | None = None) -> Written:
+    """Apply a partial update atomically (row lock, rights, precondition, update); bumps version.
+
+    Needs ``editor`` on the task's project, and on the target too when ``project_id`` moves it.
 
     :param changes: validated fields to change; an empty dict changes nothing and bumps nothing.
     :param if_match: an If-Match header value; when it does not match the current ETag: PreconditionFailed.
     """
     async with conn.transaction():
         task = await get_task_for_user(conn, task_id=task_id, user_id=user_id, is_admin=is_admin,
-                                       for_update=True)
+                                       for_update=True, needed=rights.EDITOR)
         _check_precondition(task, if_match)
         if not changes:
-            return task
-        return await conn.fetchrow(UPDATE_TASK, task_id, changes.get("title"), changes.get("description"),
-                                   changes.get("status"), changes.get("priority"), "due_at" in changes,
-                                   changes.get("due_at"), changes.get("tags"))
+            return Written(task, frozenset())
+        target = None
+        project_id = changes.get("project_id")
+        if project_id is not None and project_id != task["project_id"]:
+            if not 1 <= project_id <= MAX_ID:
+                raise NotFound("No such project")
+            target = await conn.fetchrow(SELECT_TARGET_PROJECT, project_id, user_id, is_admin)
+            rights.require(target["role"] if target else None, rights.EDITOR)
+        assignee_id = changes.get("assignee_id")
+        if assignee_id is not None and not await conn.fetchval(
+                SELECT_IS_MEMBER, project_id or task["project_id"], assignee_id):
+            raise field_error("assignee_id", "Must be a member of the task's project")
+        row = await conn.fetchrow(UPDATE_TASK, task_id, changes.get("title"), changes.get("description"),
+                                  changes.get("status"), changes.get("priority"), "due_at" in changes,
+                                  changes.get("due_at"), changes.get("tags"), project_id,
+                                  "assignee_id" in changes, assignee_id)
+        mails = ()
+        if row["assignee_id"] not in (None, task["assignee_id"]):
+            mails = (await notify.task_assigned(conn, task=row, actor_id=user_id),)
+    return Written(row, _audience(task, target), mails)
 
 
 async def delete_task(conn: asyncpg.Connection, *, task_id: int, user_id: int, is_admin: bool,
-                      if_match: str | None = None) -> int:
-    """Delete the task (NotFound if it is not the user's; PreconditionFailed if ``if_match`` is stale).
-
-    :return: the deleted task's owner (an admin may delete anyone's)
-    """
+                      if_match: str | None = None) -> Written:
+    """Delete the task (needs editor; NotFound if invisible; PreconditionFailed if ``if_match`` is stale)."""
     async with conn.transaction():
         task = await get_task_for_user(conn, task_id=task_id, user_id=user_id, is_admin=is_admin,
-                                       for_update=True)
+                                       for_update=True, needed=rights.EDITOR)
         _check_precondition(task, if_match)
         await conn.execute(DELETE_TASK, task_id)
-    return int(task["owner_id"])
+    return Written(task, _audience(task))
 
 
 async def list_tasks(conn: asyncpg.Connection, *, owner_id: int, filters: TaskFilters, sort: str, limit: int,
                      cursor: str | None, secret: str) -> tuple[list[str], str | None]:
-    """One keyset page of the owner's tasks: (JSON text of each task, next cursor or None at the end).
+    """One keyset page of the tasks of every project ``owner_id`` is a member of: (JSON text of each task,
+    next cursor or None at the end).
 
     :param sort: one of SORTS; ties (and missing due dates) are ordered by id in the same direction.
     :param cursor: a next_cursor of this same listing; anything else is a ValidationFailed.
@@ -258,9 +351,15 @@ class Params:
         return f"${len(self.args)}"
 
 
-def filter_clause(owner_id: int, filters: TaskFilters, param: Callable[[Any], str]) -> str:
-    """The WHERE condition of the owner's tasks matching ``filters`` (the list's, and the exports')."""
-    where = [WHERE_OWNER.format(param(owner_id))]
+def filter_clause(user_id: int, filters: TaskFilters, param: Callable[[Any], str]) -> str:
+    """The WHERE condition of tasks matching ``filters`` (the list's, and the exports'). Which projects
+    are the user's is the caller's join (shared/rights.py); ``user_id`` here only resolves "me"."""
+    where = ["true"]
+    if filters.project_id is not None:
+        where.append(WHERE_PROJECT.format(param(filters.project_id)))
+    if filters.assignee_id is not None:
+        assignee = user_id if filters.assignee_id == "me" else filters.assignee_id
+        where.append(WHERE_ASSIGNEE.format(param(assignee)))
     if filters.status:
         where.append(WHERE_STATUS.format(param(list(filters.status))))
     if filters.priority:
@@ -275,13 +374,15 @@ def filter_clause(owner_id: int, filters: TaskFilters, param: Callable[[Any], st
         where.append(WHERE_DUE_AFTER.format(param(filters.due_after)))
     if filters.overdue is not None:
         where.append(WHERE_OVERDUE if filters.overdue else WHERE_NOT_OVERDUE)
-    return " AND ".join(where)
+    return " AND ".join(where[1:] or where)
 
 
 def page_query(owner_id: int, filters: TaskFilters, sort: str, fetch: int,
                after: tuple[Any, int] | None) -> tuple[str, list[Any]]:
-    """The SQL and arguments of one page (also used by the EXPLAIN test and bench/tasks.py explain)."""
+    """The SQL and arguments of one page of ``owner_id``'s projects' tasks (also used by the EXPLAIN test
+    and bench/tasks.py explain)."""
     param = Params()
+    user = param(owner_id)
     where = filter_clause(owner_id, filters, param)
     descending = sort.startswith("-")
     order_expr, cursor_expr, cursor_column = SORT_KEYS[sort.lstrip("-")]
@@ -289,7 +390,9 @@ def page_query(owner_id: int, filters: TaskFilters, sort: str, fetch: int,
         key = cursor_expr.format(param(after[0]))
         where += " AND " + WHERE_AFTER.format(order_expr, "<" if descending else ">", key, param(after[1]))
     direction = "DESC" if descending else "ASC"
-    sql = SELECT_PAGE.format(cursor_column, where, order_expr, direction, direction, param(fetch))
+    fetch_param = param(fetch)
+    sql = SELECT_PAGE.format(cursor_column, user, where, order_expr, direction, direction, fetch_param,
+                             order_expr, direction, direction, fetch_param)
     return sql, param.args
 
 

@@ -9,7 +9,8 @@ Tiers (each configurable, see README):
   wrong passwords cannot all reach it), and a login that was not a wrong password gives it back;
 - ``api``: authenticated ``/api/`` requests per user, whatever the credential: a bearer token or the browser's
   session cookie with a valid signature names the user;
-- ``jobs``: ``POST /api/v1/exports`` and ``POST /api/v1/reports`` per user.
+- ``jobs``: ``POST /api/v1/exports`` and ``POST /api/v1/reports`` per user;
+- ``invites``: project invitations, per project and per inviter (each its own window).
 
 Other code (the HTML views) calls ``hit(request, tier, key)`` or ``check(request, tier, key)``: both raise
 the 429 (RateLimited, with Retry-After) and record the tightest limit seen, which ``add_headers`` writes as
@@ -39,9 +40,9 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
 from shared import redis_client
-from shared.observability import metrics
 from shared.config import Settings
 from shared.errors import RateLimited, Unauthorized
+from shared.observability import metrics
 from shared.security import AccessClaims
 from web import auth, session
 from web.keys import REDIS, REDIS_READ, SESSION_CACHE, SETTINGS
@@ -95,6 +96,7 @@ class Limiter:
             "auth_email": limits.parse(settings.rate_limit_auth_email),
             "api": limits.parse(settings.rate_limit_api),
             "jobs": limits.parse(settings.rate_limit_jobs),
+            "invites": limits.parse(settings.rate_limit_invites),
         }
         self.trusted = [ipaddress.ip_network(cidr) for cidr in settings.trusted_proxies]
         self._last_error_log = -math.inf

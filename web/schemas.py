@@ -112,6 +112,7 @@ class UserOutSchema(Schema):
     role = fields.String(validate=validate.OneOf(["user", "admin"]))
     is_active = fields.Boolean()
     email_verified = fields.Boolean()
+    email_notifications = fields.Boolean()
     created_at = fields.DateTime()
 
 

@@ -57,3 +57,13 @@ def page(rows: list[Any], limit: int, key: Any, secret: str, scope: str) -> tupl
         return rows, None
     items = rows[:limit]
     return items, encode_cursor(secret, scope, key(items[-1]))
+
+
+def decode_id_cursor(secret: str, scope: str, cursor: str | None) -> int | None:
+    """The id a ``[id]`` cursor (lists ordered by id) points after; None without a cursor; else a 422."""
+    if not cursor:
+        return None
+    values = decode_cursor(secret, scope, cursor)
+    if len(values) != 1 or type(values[0]) is not int:  # a valid MAC does not excuse bad data
+        raise ValidationFailed({"cursor": ["Invalid cursor; use the next_cursor of a previous page"]})
+    return values[0]

@@ -18,7 +18,8 @@ async def test_register_returns_the_user_without_secrets(client, db):
                                        "name": " Ada "})
     assert response.status == 201
     user = await response.json()
-    assert set(user) == {"id", "email", "name", "role", "is_active", "email_verified", "created_at"}
+    assert set(user) == {"id", "email", "name", "role", "is_active", "email_verified", "email_notifications",
+                         "created_at"}
     assert user["email"] == "ada@example.com" and user["name"] == "Ada"
     assert user["role"] == "user" and user["is_active"] and not user["email_verified"]
     assert user["created_at"].endswith("Z")

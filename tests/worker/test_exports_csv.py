@@ -59,7 +59,9 @@ async def test_every_task_one_row_with_a_header(client: Any, make_user: Any, db:
     assert rows[1] | {"created_at": "", "updated_at": ""} == {
         "id": str(first), "title": "Write report", "description": "line one\nline two, with \"quotes\"",
         "status": "todo", "priority": "high", "due_at": "2026-11-22T18:30:00Z", "tags": "work, q4",
-        "created_at": "", "updated_at": "", "completed_at": ""}
+        "created_at": "", "updated_at": "", "completed_at": "",
+        "project_id": str(await db.fetchval("SELECT id FROM projects WHERE owner_id = $1 AND is_inbox", user.id)),
+        "assignee_id": ""}
     assert rows[0]["title"] == "Ünïcödé ✓ 日本" and rows[0]["completed_at"].endswith("Z")
 
 

@@ -15,10 +15,11 @@ from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from shared import idempotency, tasks
 from shared.errors import AppError
+from shared.mail import outbox
 from shared.security import AccessClaims
 from web import ratelimit
 from web.auth import authenticate
-from web.keys import CACHE, DB, REDIS_READ, SETTINGS
+from web.keys import ARQ, CACHE, DB, REDIS_READ, SETTINGS
 from web.openapi import api, ok
 from web.request import load_json, load_query, load_query_pairs, read_json
 from web.schemas import QueryBoolean, Text, cursor_field, limit_field
@@ -77,6 +78,24 @@ def _tags(**kwargs: Any) -> fields.List:
 # An empty title says what is missing, not a length range (the form's most common mistake).
 TITLE = [validate.Length(min=1, error="A title is needed."), validate.Length(max=200)]
 DESCRIPTION = validate.Length(max=10000)
+ID = validate.Range(1, tasks.MAX_ID)
+
+
+class AssigneeFilter(fields.Field):
+    """``assignee_id`` in the list query: a user id, or ``me``."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int | str:
+        if value == "me":
+            return "me"
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ValidationError("A user id, or 'me'.") from None
+        if not 1 <= number <= tasks.MAX_ID:
+            raise ValidationError("A user id, or 'me'.")
+        return number
+
+
 STATUS, PRIORITY = validate.OneOf(tasks.STATUSES), validate.OneOf(tasks.PRIORITIES)
 
 
@@ -88,6 +107,9 @@ class TaskCreateSchema(Schema):
     # Stored in whole seconds, the precision the API prints: what a client reads back is what it sent.
     due_at = Rfc3339DateTime(allow_none=True, load_default=None, whole_seconds=True)
     tags = _tags(load_default=list)
+    project_id = fields.Integer(strict=True, validate=ID, metadata={"description": "Default: your Inbox"})
+    assignee_id = fields.Integer(strict=True, allow_none=True, validate=ID, load_default=None,
+                                 metadata={"description": "A member of the project"})
 
 
 class TaskUpdateSchema(Schema):
@@ -99,19 +121,25 @@ class TaskUpdateSchema(Schema):
     priority = fields.String(validate=PRIORITY)
     due_at = Rfc3339DateTime(allow_none=True, whole_seconds=True)
     tags = _tags()
+    project_id = fields.Integer(strict=True, validate=ID,
+                                metadata={"description": "Moves the task (editor on both projects)"})
+    assignee_id = fields.Integer(strict=True, allow_none=True, validate=ID)
 
 
 class TaskOutSchema(Schema):
     """Documents shared.tasks.TASK_JSON, which renders the task (a test keeps the two in step)."""
 
     id = fields.Integer(required=True)
-    owner_id = fields.Integer(required=True)
+    owner_id = fields.Integer(required=True, metadata={"description": "The task's creator"})
+    project_id = fields.Integer(required=True)
+    assignee_id = fields.Integer(required=True, allow_none=True)
     title = fields.String(required=True)
     description = fields.String(required=True)
     status = fields.String(required=True, validate=STATUS)
     priority = fields.String(required=True, validate=PRIORITY)
     due_at = fields.DateTime(required=True, allow_none=True)
     tags = fields.List(fields.String(), required=True)
+    comment_count = fields.Integer(required=True)
     created_at = fields.DateTime(required=True)
     updated_at = fields.DateTime(required=True)
     completed_at = fields.DateTime(required=True, allow_none=True)
@@ -145,6 +173,8 @@ class TaskFilterSchema(Schema):
     due_before = Rfc3339DateTime(query=True)
     due_after = Rfc3339DateTime(query=True)
     overdue = QueryBoolean()
+    project_id = fields.Integer(validate=ID)
+    assignee_id = AssigneeFilter(metadata={"description": "A user id, or `me`"})
 
     @validates("q")
     def _few_words(self, value: str, **kwargs: Any) -> None:
@@ -184,7 +214,7 @@ def _task_id(request: web.Request) -> int:
     return int(request.match_info["id"])
 
 
-@api(tags=TAGS, auth="user", body=TaskCreateSchema, idempotent=True,
+@api(tags=TAGS, auth="user", body=TaskCreateSchema, idempotent=True, errors=(403, 404),
      responses={201: ok("The task", TaskOutSchema, headers=("Location", "ETag"))})
 async def create_task(request: web.Request) -> web.Response:
     """Create a task.
@@ -195,29 +225,37 @@ async def create_task(request: web.Request) -> web.Response:
     data = await load_json(request, CREATE_SCHEMA)
     key = idempotency.parse_key(request.headers.get("Idempotency-Key"))
 
+    written: list[tasks.Written] = []
+
     async def create(conn: asyncpg.Connection) -> idempotency.StoredResponse:
-        task = await tasks.create_task(conn, owner_id=auth.user_id, data=data)
-        location = str(request.app.router["task-detail"].url_for(id=str(task["id"])))
+        result = await tasks.create_task(conn, owner_id=auth.user_id, data=data, is_admin=auth.is_admin)
+        written.append(result)
+        location = str(request.app.router["task-detail"].url_for(id=str(result.task["id"])))
         return idempotency.StoredResponse(201, {"Content-Type": JSON_TYPE, "Location": location,
-                                                "ETag": tasks.etag(task)}, task["body"])
+                                                "ETag": tasks.etag(result.task)}, result.task["body"])
 
     body = await read_json(request) if key else None
     async with request.app[DB].write.acquire() as conn:
-        if key is None:  # one INSERT is atomic by itself: no BEGIN/COMMIT round trips
+        if key is None and data["assignee_id"] is None:  # one INSERT is atomic by itself: no BEGIN/COMMIT
             stored = await create(conn)
-        else:
+        else:  # the assignment mail commits with the task
             stored = await idempotency.run_once(conn, user_id=auth.user_id, scope=CREATE_SCOPE, key=key,
                                                 request_body=body, action=create)
-    await request.app[CACHE].invalidate(auth.user_id)
+        if stored.replayed:  # the first answer, but only while the caller may still see that task
+            await tasks.get_task_for_user(conn, task_id=json.loads(stored.body)["id"], user_id=auth.user_id,
+                                          is_admin=auth.is_admin)
+    if written:
+        await request.app[CACHE].invalidate(*written[0].audience)
+        await outbox.dispatch(request.app[ARQ], written[0].mails)
     return web.Response(status=stored.status, text=stored.body, headers=stored.response_headers())
 
 
 @api(tags=TAGS, auth="user", query=TaskListQuerySchema, errors=(403,),
      responses={200: ok("A page of tasks", TaskPageSchema)})
 async def list_tasks(request: web.Request) -> web.Response:
-    """List tasks, one keyset page at a time.
+    """List the tasks of every project you are a member of, one keyset page at a time.
 
-    `owner_id` other than your own needs the admin role (403).
+    `owner_id` other than your own needs the admin role (403): then that user's projects.
     """
     auth = await authenticate(request)
     query = _list_query(tuple(request.query.items()))
@@ -255,7 +293,7 @@ def _own_first_page_keys(request: web.Request, claims: AccessClaims) -> tuple[st
 @api(tags=TAGS, auth="user", query=TaskOwnerQuerySchema, errors=(403,),
      responses={200: ok("Counts", TaskStatsSchema)})
 async def task_stats(request: web.Request) -> web.Response:
-    """Count the caller's tasks (or, for an admin, `owner_id`'s)."""
+    """Count the tasks of the caller's projects (or, for an admin, `owner_id`'s)."""
     auth = await authenticate(request)
     query = load_query(request, OWNER_QUERY_SCHEMA)
     owner_id = tasks.resolve_owner(user_id=auth.user_id, is_admin=auth.is_admin, requested=query.get("owner_id"))
@@ -281,27 +319,29 @@ async def get_task(request: web.Request) -> web.Response:
     return _task_response(task)
 
 
-@api(tags=TAGS, auth="user", body=TaskUpdateSchema, conditional="write",
+@api(tags=TAGS, auth="user", body=TaskUpdateSchema, conditional="write", errors=(403,),
      responses={200: ok("The updated task", TaskOutSchema, headers=("ETag",))})
 async def update_task(request: web.Request) -> web.Response:
     """Change some fields of a task (only those sent)."""
     auth = await authenticate(request)
     changes = await load_json(request, UPDATE_SCHEMA)
     async with request.app[DB].write.acquire() as conn:
-        task = await tasks.update_task(conn, task_id=_task_id(request), user_id=auth.user_id, is_admin=auth.is_admin,
-                                       changes=changes, if_match=request.headers.get("If-Match"))
-    await request.app[CACHE].invalidate(int(task["owner_id"]))  # an admin may edit anyone's task
-    return _task_response(task)
+        result = await tasks.update_task(conn, task_id=_task_id(request), user_id=auth.user_id,
+                                         is_admin=auth.is_admin, changes=changes,
+                                         if_match=request.headers.get("If-Match"))
+    await request.app[CACHE].invalidate(*result.audience)
+    await outbox.dispatch(request.app[ARQ], result.mails)
+    return _task_response(result.task)
 
 
-@api(tags=TAGS, auth="user", conditional="write", responses={204: ok("Deleted")})
+@api(tags=TAGS, auth="user", conditional="write", errors=(403,), responses={204: ok("Deleted")})
 async def delete_task(request: web.Request) -> web.Response:
     """Delete a task."""
     auth = await authenticate(request)
     async with request.app[DB].write.acquire() as conn:
-        owner_id = await tasks.delete_task(conn, task_id=_task_id(request), user_id=auth.user_id,
-                                           is_admin=auth.is_admin, if_match=request.headers.get("If-Match"))
-    await request.app[CACHE].invalidate(owner_id)
+        result = await tasks.delete_task(conn, task_id=_task_id(request), user_id=auth.user_id,
+                                         is_admin=auth.is_admin, if_match=request.headers.get("If-Match"))
+    await request.app[CACHE].invalidate(*result.audience)
     return web.Response(status=204)
 
 

@@ -12,7 +12,7 @@ from web.auth import authenticate
 from web.keys import DB, REDIS, SETTINGS
 from web.openapi import api, ok
 from web.request import json_response, load_json
-from web.schemas import PasswordField, Text, TrimmedSchema, UserOutSchema
+from web.schemas import JsonBoolean, PasswordField, Text, TrimmedSchema, UserOutSchema
 
 
 class UserUpdateSchema(TrimmedSchema):
@@ -20,6 +20,7 @@ class UserUpdateSchema(TrimmedSchema):
         trim = ("name",)
 
     name = Text(validate=validate.Length(max=100))
+    email_notifications = JsonBoolean(metadata={"description": "Emails about assignments and comments"})
     password = PasswordField()
     current_password = PasswordField(existing=True)
 
@@ -39,7 +40,7 @@ async def get_me(request: web.Request) -> web.Response:
 @api(tags=("users",), auth="user", body=UserUpdateSchema, hashes_password=True,
      responses={200: ok("The updated user", UserOutSchema)})
 async def update_me(request: web.Request) -> web.Response:
-    """Change your name or password.
+    """Change your name, email notifications or password.
 
     A new password needs `current_password` and ends your other sessions.
     """

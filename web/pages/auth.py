@@ -1,16 +1,18 @@
 """Signing in and out in a browser: /, /login, /register, /logout and /account."""
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from aiohttp import web
 
 from shared import accounts
 from shared.errors import AppError, Forbidden, Unauthorized, ValidationFailed
 from web import ratelimit, session
+from web.api.auth import LoginSchema, RegisterSchema
+from web.api.users import UserUpdateSchema
 from web.auth import current_user, deny
 from web.keys import ARQ, DB, REDIS, SETTINGS
-from web.api.auth import LoginSchema, RegisterSchema
 from web.pages.common import field_errors, form_data, load_form, page_user, redirect, render, safe_next
-from web.api.users import UserUpdateSchema
 
 LOGIN_SCHEMA, REGISTER_SCHEMA, UPDATE_SCHEMA = LoginSchema(), RegisterSchema(), UserUpdateSchema()
 
@@ -54,7 +56,12 @@ async def submit_login(request: web.Request) -> web.Response:
 
 
 async def show_register(request: web.Request) -> web.Response:
-    return render(request, "register.html", {"values": {}})
+    # An invitation link sends newcomers here with ``next``: after signing in they land back on it.
+    return render(request, "register.html", {"values": {}, "next": _register_next(request.query.get("next"))})
+
+
+def _register_next(value: str | None) -> str | None:
+    return safe_next(value) if value else None
 
 
 async def submit_register(request: web.Request) -> web.Response:
@@ -62,17 +69,21 @@ async def submit_register(request: web.Request) -> web.Response:
     await session.check_csrf(request, request.app[SETTINGS], None)
     form = await form_data(request)
     values = {"email": str(form.get("email", "")), "name": str(form.get("name", ""))}
+    next_path = _register_next(str(form.get("next", "")))
     try:
         data = load_form(REGISTER_SCHEMA, {**values, "password": str(form.get("password", ""))})
         await limit_auth_email(request, data["email"])
         user = await accounts.register(request.app[DB], request.app[ARQ], request.app[SETTINGS], **data)
     except ValidationFailed as exc:
-        return render(request, "register.html", {"values": values, "errors": field_errors(exc)}, 422)
+        return render(request, "register.html", {"values": values, "errors": field_errors(exc), "next": next_path},
+                      422)
     except AppError as exc:
         if exc.status != 409:
             raise
-        return render(request, "register.html", {"values": values, "errors": {"email": [exc.detail]}}, 409)
-    return redirect(request, f"/login?email={user['email']}",
+        return render(request, "register.html", {"values": values, "errors": {"email": [exc.detail]},
+                                                 "next": next_path}, 409)
+    query = urlencode({"email": user["email"], **({"next": next_path} if next_path else {})})
+    return redirect(request, f"/login?{query}",
                     f"Welcome! We sent a confirmation link to {user['email']}. You can sign in now.")
 
 
@@ -100,10 +111,16 @@ async def show_account(request: web.Request) -> web.Response:
 
 
 async def submit_account(request: web.Request) -> web.Response:
-    """Name or password, through the API's schema and ``update_me`` (a new password ends the other sessions)."""
+    """Name, email notifications or password, through the API's schema and ``update_me`` (a new password ends
+    the other sessions)."""
     auth = await page_user(request)
     form = await form_data(request)
     action = str(form.get("action", "name"))
+    if action == "notifications":  # a checkbox: present means on
+        on = form.get("email_notifications") == "on"
+        await accounts.update_me(request.app[DB], request.app[REDIS], request.app[SETTINGS], user_id=auth.user_id,
+                                 session_id=auth.claims.session_id, changes={"email_notifications": on})
+        return redirect(request, "/account", "Emails about assignments and comments are " + ("on." if on else "off."))
     fields = ("name",) if action == "name" else ("password", "current_password")
     changes = {name: str(form.get(name, "")) for name in fields}
     try:

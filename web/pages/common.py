@@ -247,7 +247,9 @@ async def favicon(request: web.Request) -> web.FileResponse:
 def setup(app: web.Application) -> None:
     """Static files, the favicon and template helpers."""
     env = aiohttp_jinja2.get_env(app)
-    env.filters.update(when=when, local_input=local_input)
+    env.filters.update(when=when, local_input=local_input,
+                       member_option=lambda user: (str(user["id"]), user["name"] or user["email"]),
+                       id_option=lambda pair: (str(pair[0]), pair[1]))
     env.globals["zip"] = zip
     app.router.add_static("/static/", STATIC, name="static")
     app.router.add_get("/favicon.ico", favicon, name="favicon")

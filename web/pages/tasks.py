@@ -16,8 +16,11 @@ from multidict import MultiDict, MultiDictProxy
 
 from shared import tasks
 from shared.errors import PreconditionFailed, ValidationFailed
+from shared.mail import outbox
+from web.api.tasks import CREATE_SCHEMA, LIST_QUERY_SCHEMA, UPDATE_SCHEMA
 from web.auth import AuthContext
-from web.keys import CACHE, DB, SETTINGS
+from web.keys import ARQ, CACHE, DB, SETTINGS
+from web.pages import task_collab
 from web.pages.common import (
     chosen,
     field_errors,
@@ -34,7 +37,6 @@ from web.pages.common import (
     task_dict,
     zone_name,
 )
-from web.api.tasks import CREATE_SCHEMA, LIST_QUERY_SCHEMA, UPDATE_SCHEMA
 
 PAGE_SIZE = 20
 SORT_LABELS = {"-created_at": "Newest first", "created_at": "Oldest first", "due_at": "Due soonest",
@@ -76,6 +78,12 @@ def load_task(schema: Schema, form: MultiDictProxy[Any], zone: str) -> dict[str,
             data["due_at"] = due_at
     if "tags" in form:
         data["tags"] = split_tags(str(form["tags"]))
+    for name in ("project_id", "assignee_id"):  # a select's value: "" is none, digits an id
+        if name in form:
+            value = str(form[name])
+            data[name] = None if value == "" else int(value) if value.isdigit() and len(value) < 20 else value
+    if data.get("project_id", 0) is None:
+        del data["project_id"]  # "no change": a task always has a project
     return load_form(schema, data, errors)
 
 
@@ -147,25 +155,39 @@ async def create_task(request: web.Request) -> web.Response:
     try:
         data = load_task(CREATE_SCHEMA, form, zone_name(request, form.get("tz")))
         async with request.app[DB].write.acquire() as conn:
-            task = await tasks.create_task(conn, owner_id=auth.user_id, data=data)
+            async with conn.transaction():  # with an assignee, its mail commits with the task
+                result = await tasks.create_task(conn, owner_id=auth.user_id, data=data, is_admin=auth.is_admin)
     except ValidationFailed as exc:
         context = await _list_context(request, auth)
         return render(request, "tasks.html", {**context, "values": form, "errors": field_errors(exc)}, 422)
-    await request.app[CACHE].invalidate(auth.user_id)
-    return redirect(request, "/tasks", f"Task “{task_dict(task['body'])['title']}” created.")
+    await written(request, result)
+    back = safe_next(str(form.get("back", ""))) if form.get("back") else "/tasks"
+    return redirect(request, back, f"Task “{task_dict(result.task['body'])['title']}” created.")
+
+
+async def written(request: web.Request, result: tasks.Written) -> None:
+    """After a committed task write: every member's cached views go, and its mails are sent."""
+    await request.app[CACHE].invalidate(*result.audience)
+    await outbox.dispatch(request.app[ARQ], result.mails)
 
 
 def _task_id(request: web.Request) -> int:
     return int(request.match_info["id"])
 
 
+async def _task_page(request: web.Request, auth: AuthContext, conn: Any) -> dict[str, Any]:
+    """The task with what the page shows around it (project, members, comments), read on one connection."""
+    task = await tasks.get_task_for_user(conn, task_id=_task_id(request), user_id=auth.user_id,
+                                         is_admin=auth.is_admin)
+    return {"task": _item(task["body"], datetime.now(timezone.utc)), "etag": tasks.etag(task),
+            "statuses": tasks.STATUSES, "priorities": tasks.PRIORITIES,
+            **await task_collab.collaboration(conn, task, auth, request.app[SETTINGS].secret_key)}
+
+
 async def show_task(request: web.Request) -> web.Response:
     auth = await page_user(request)
-    task = await request.app[DB].read_as(auth.user_id, lambda conn: tasks.get_task_for_user(
-        conn, task_id=_task_id(request), user_id=auth.user_id, is_admin=auth.is_admin))
-    return render(request, "task.html", {"task": _item(task["body"], datetime.now(timezone.utc)),
-                                         "etag": tasks.etag(task), "statuses": tasks.STATUSES,
-                                         "priorities": tasks.PRIORITIES})
+    context = await request.app[DB].read_as(auth.user_id, lambda conn: _task_page(request, auth, conn))
+    return render(request, "task.html", context)
 
 
 async def update_task(request: web.Request) -> web.Response:
@@ -176,21 +198,18 @@ async def update_task(request: web.Request) -> web.Response:
     try:
         changes = load_task(UPDATE_SCHEMA, _changed_fields(form), zone_name(request, form.get("tz")))
         async with request.app[DB].write.acquire() as conn:
-            task = await tasks.update_task(conn, task_id=task_id, user_id=auth.user_id, is_admin=auth.is_admin,
-                                           changes=changes, if_match=str(form.get("etag") or "") or None)
+            result = await tasks.update_task(conn, task_id=task_id, user_id=auth.user_id, is_admin=auth.is_admin,
+                                             changes=changes, if_match=str(form.get("etag") or "") or None)
     except (ValidationFailed, PreconditionFailed) as exc:
         async with request.app[DB].write.acquire() as conn:
-            task = await tasks.get_task_for_user(conn, task_id=task_id, user_id=auth.user_id,
-                                                 is_admin=auth.is_admin)
+            context = await _task_page(request, auth, conn)
         errors = field_errors(exc) if isinstance(exc, ValidationFailed) else {}
         conflict = "Someone changed this task after you opened it. Their version is shown under “Details”; " \
                    "your edits are still in the form — save again to overwrite." \
             if isinstance(exc, PreconditionFailed) else None
-        return render(request, "task.html", {"task": task_dict(task["body"]), "etag": tasks.etag(task),
-                                             "values": form, "errors": errors, "conflict": conflict,
-                                             "statuses": tasks.STATUSES, "priorities": tasks.PRIORITIES},
+        return render(request, "task.html", {**context, "values": form, "errors": errors, "conflict": conflict},
                       409 if conflict else 422)
-    await request.app[CACHE].invalidate(int(task["owner_id"]))  # an admin may edit anyone's task
+    await written(request, result)
     return redirect(request, f"/tasks/{task_id}", "Task saved.")
 
 
@@ -208,10 +227,10 @@ async def change_status(request: web.Request) -> web.Response:
     form = await form_data(request)
     changes = load_form(UPDATE_SCHEMA, {"status": str(form.get("status", ""))})
     async with request.app[DB].write.acquire() as conn:
-        task = await tasks.update_task(conn, task_id=_task_id(request), user_id=auth.user_id,
-                                       is_admin=auth.is_admin, changes=changes)
-    await request.app[CACHE].invalidate(int(task["owner_id"]))
-    title = task_dict(task["body"])["title"]
+        result = await tasks.update_task(conn, task_id=_task_id(request), user_id=auth.user_id,
+                                         is_admin=auth.is_admin, changes=changes)
+    await written(request, result)
+    title = task_dict(result.task["body"])["title"]
     back = safe_next(str(form.get("back", "")))
     return redirect(request, back, f"“{title}” is now {changes['status'].replace('_', ' ')}.")
 
@@ -226,9 +245,9 @@ async def confirm_delete(request: web.Request) -> web.Response:
 async def delete_task(request: web.Request) -> web.Response:
     auth = await page_user(request)
     async with request.app[DB].write.acquire() as conn:
-        owner_id = await tasks.delete_task(conn, task_id=_task_id(request), user_id=auth.user_id,
-                                           is_admin=auth.is_admin)
-    await request.app[CACHE].invalidate(owner_id)
+        result = await tasks.delete_task(conn, task_id=_task_id(request), user_id=auth.user_id,
+                                         is_admin=auth.is_admin)
+    await written(request, result)
     return redirect(request, "/tasks", "Task deleted.")
 
 
@@ -240,3 +259,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post(r"/tasks/{id:\d{1,19}}/status", change_status, name="page-task-status")
     app.router.add_get(r"/tasks/{id:\d{1,19}}/delete", confirm_delete, name="page-task-delete")
     app.router.add_post(r"/tasks/{id:\d{1,19}}/delete", delete_task)
+    task_collab.setup_routes(app)

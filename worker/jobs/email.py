@@ -23,10 +23,10 @@ import asyncpg
 import jinja2
 from arq import Retry
 
-from shared.mail import smtp
-from shared.observability import metrics
-from shared.mail.outbox import SECRET_KEYS
 from shared.config import Settings
+from shared.mail import smtp
+from shared.mail.outbox import SECRET_KEYS
+from shared.observability import metrics
 from shared.observability.logs import request_id_var
 
 logger = logging.getLogger("app.worker.email")
@@ -93,7 +93,8 @@ async def _deliver(pool: asyncpg.Pool, settings: Settings, row: asyncpg.Record) 
     assert settings.smtp is not None  # send_email checked it before claiming
     try:
         message = smtp.build_message(outbox_id=row["id"], to=row["to_address"], template=row["template"],
-                                     context=row["context"], settings=settings)
+                                     context={"public_url": settings.public_url, **row["context"]},
+                                     settings=settings)
         await smtp.send(message, settings.smtp)
     except Exception as exc:  # noqa: BLE001 - every outcome is recorded on the row
         error = _describe(exc)
