@@ -19,9 +19,10 @@ async def set_apply_delay(server: PostgresServer, delay: str) -> None:
 
 
 async def wait_caught_up(server: PostgresServer, primary_dsn: str, timeout: float = 60.0) -> None:
+    """Until the replica has replayed every record inserted so far (the position read-your-writes records)."""
     primary, standby = await asyncpg.connect(primary_dsn), await asyncpg.connect(server.dsn("postgres"))
     try:
-        target = await primary.fetchval("SELECT pg_current_wal_lsn()")
+        target = await primary.fetchval("SELECT pg_current_wal_insert_lsn()")
         deadline = asyncio.get_running_loop().time() + timeout
         while await standby.fetchval("SELECT pg_last_wal_replay_lsn()") < target:
             assert asyncio.get_running_loop().time() < deadline, "the replica did not catch up"

@@ -28,6 +28,7 @@ TIMEOUT = "timeout"  # no answer within DB_COMMAND_TIMEOUT: a hung or partitione
 BUSY = "busy"  # too many connections right now
 
 _GONE_STATES = frozenset({"57P01", "57P02", "57P03"})  # admin/crash shutdown, cannot connect now
+_ERROR_CONSUMING = "another operation (2) is in progress"  # asyncpg's PROTOCOL_ERROR_CONSUME
 _NETWORK_ERRNOS = frozenset({errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE,
                              errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENOTCONN})
 
@@ -46,9 +47,13 @@ def classify(exc: BaseException) -> str | None:
         return PRIMARY_GONE
     if isinstance(exc, asyncpg.InternalClientError):
         # "another operation is in progress" while rolling back on a connection that just died: the death
-        # decides. Without such a cause it is a bug of ours, and no failover will fix it.
+        # decides. Without such a cause, the operation in progress tells: asyncpg's state 2 consumes an
+        # error until a ReadyForQuery that a server ending the session never sends (it read the FATAL,
+        # not yet the close). Anything else is a bug of ours, and no failover will fix it.
         cause = exc.__cause__ or exc.__context__
-        return classify(cause) if cause is not None else None
+        if cause is not None:
+            return classify(cause)
+        return PRIMARY_GONE if _ERROR_CONSUMING in str(exc) else None
     if isinstance(exc, TimeoutError):  # asyncio.TimeoutError is TimeoutError since 3.11
         return TIMEOUT
     if isinstance(exc, ConnectionError) or (isinstance(exc, OSError) and exc.errno in _NETWORK_ERRNOS):

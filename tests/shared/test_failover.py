@@ -32,6 +32,11 @@ TASKS = "/api/v1/tasks"
     (asyncpg.CannotConnectNowError("the database system is shutting down"), failover.PRIMARY_GONE),
     (asyncpg.TargetServerAttributeNotMatched("None of the hosts match"), failover.PRIMARY_GONE),
     (asyncpg.InternalClientError("a bug of ours"), None),
+    # A connection the server just ended, its FATAL read but not yet its close (seen mid-export under
+    # pg_terminate_backend): asyncpg is consuming an error (state 2) that never ends.
+    (asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress"),
+     failover.PRIMARY_GONE),
+    (asyncpg.InternalClientError("cannot switch to state 12; another operation (3) is in progress"), None),
     (ConnectionRefusedError(111, "Connect call failed"), failover.PRIMARY_GONE),
     (ConnectionResetError(104, "reset by peer"), failover.PRIMARY_GONE),
     (asyncpg.ReadOnlySQLTransactionError("cannot execute INSERT in a read-only transaction"), failover.READ_ONLY),

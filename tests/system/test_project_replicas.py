@@ -10,22 +10,9 @@ import asyncpg
 
 from shared.db.replicas import POLL_INTERVAL
 from tests.project_helpers import TASKS, add_member, new_project
-from tests.replica_helpers import set_apply_delay
+from tests.replica_helpers import set_apply_delay, wait_caught_up
 from web.app import create_app
 
-
-async def replayed_everything(replica: Any, primary_dsn: str, timeout: float = 60.0) -> None:
-    """Until the replica has replayed every record inserted so far (the position read-your-writes records)."""
-    primary, standby = await asyncpg.connect(primary_dsn), await asyncpg.connect(replica.dsn("postgres"))
-    try:
-        target = await primary.fetchval("SELECT pg_current_wal_insert_lsn()")
-        deadline = asyncio.get_running_loop().time() + timeout
-        while await standby.fetchval("SELECT pg_last_wal_replay_lsn()") < target:
-            assert asyncio.get_running_loop().time() < deadline, "the replica did not catch up"
-            await asyncio.sleep(0.05)
-    finally:
-        await primary.close()
-        await standby.close()
 
 
 async def test_two_members_behind_a_lagging_replica(aiohttp_client: Any, replica: Any, replica_settings: Any,
@@ -36,7 +23,7 @@ async def test_two_members_behind_a_lagging_replica(aiohttp_client: Any, replica
     project = await new_project(one, ada)
     await add_member(db, project, bob, "editor")
     assert (await two.get(TASKS, headers=ada.headers)).status == 200  # Ada's first page cached, empty
-    await replayed_everything(replica, stack.dsn)  # Ada's own writes so far are on the replica: she reads there
+    await wait_caught_up(replica, stack.dsn)  # Ada's own writes so far are on the replica: she reads there
     await asyncio.sleep(4 * POLL_INTERVAL)  # ... once the processes' pollers have seen that position
     await set_apply_delay(replica, "6s")
     created = await one.post(TASKS, json={"title": "from bob", "project_id": project["id"]}, headers=bob.headers)
