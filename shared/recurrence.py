@@ -73,9 +73,15 @@ def parse(rule: str) -> dict[str, str]:
         raise _fail("UNTIL must be a UTC date-time, e.g. 20271231T235959Z.")
     if "BYDAY" in parts and not all(_BYDAY.match(day) for day in parts["BYDAY"].split(",")):
         raise _fail("BYDAY must list weekdays, e.g. MO,TH (or 1MO, -1FR in a monthly or yearly rule).")
-    for name in ("BYMONTHDAY", "BYMONTH"):
-        if name in parts and not _INT_LIST.match(parts[name]):
-            raise _fail(f"{name} must be a list of numbers.")
+    for name, top in (("BYMONTHDAY", 31), ("BYMONTH", 12)):
+        if name in parts and not (_INT_LIST.match(parts[name]) and all(
+                1 <= abs(int(n)) <= top and (name == "BYMONTHDAY" or int(n) > 0) for n in parts[name].split(","))):
+            raise _fail(f"{name} must list numbers from 1 to {top}" + (" (or -1 for the last day)." if top == 31
+                                                                        else "."))
+    if "BYDAY" in parts and any(day[:-2] for day in parts["BYDAY"].split(",")):
+        if freq not in ("MONTHLY", "YEARLY") or not all(1 <= abs(int(d[:-2])) <= 53 for d in parts["BYDAY"].split(",")
+                                                        if d[:-2]):
+            raise _fail("A numbered weekday (1MO, -1FR) fits only a monthly or yearly rule.")
     return parts
 
 
