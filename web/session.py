@@ -27,6 +27,7 @@ from shared.config import Settings
 from shared.errors import Forbidden
 from shared.security import JWT_ALGORITHM, AccessClaims, decode_claims
 from web.keys import SETTINGS
+from web.request import streams_body
 
 SESSION_COOKIE = "taskdeck_session"
 NONCE_COOKIE = "taskdeck_csrf"
@@ -95,7 +96,7 @@ async def submitted_csrf(request: web.Request) -> str:
     header = request.headers.get(CSRF_HEADER)
     if header:
         return header
-    if request.content_type in FORM_TYPES:
+    if request.content_type in FORM_TYPES and not streams_body(request):
         return str((await request.post()).get(CSRF_FIELD, ""))
     return ""
 
