@@ -96,7 +96,9 @@ async def submitted_csrf(request: web.Request) -> str:
     header = request.headers.get(CSRF_HEADER)
     if header:
         return header
-    if request.content_type in FORM_TYPES and not streams_body(request):
+    if streams_body(request):  # a streamed upload form carries it in its action URL (web/pages/task_depth.py)
+        return request.query.get(CSRF_FIELD, "")
+    if request.content_type in FORM_TYPES:
         return str((await request.post()).get(CSRF_FIELD, ""))
     return ""
 

@@ -69,9 +69,15 @@ async def upload_attachment(request: web.Request) -> web.Response:
     Up to ATTACHMENT_MAX_BYTES per file and ATTACHMENT_QUOTA_BYTES per user (413, nothing kept).
     """
     auth = await authenticate(request)
+    return _json(201, await receive_upload(request, auth.user_id, auth.is_admin))
+
+
+async def receive_upload(request: web.Request, user_id: int, is_admin: bool) -> str:
+    """Stream the request's one `file` part into storage and record it; the attachment as JSON text.
+    Also the page's upload form (web/pages/task_depth.py)."""
     settings, store, task_id = request.app[SETTINGS], request.app[STORAGE], _id(request)
     async with request.app[DB].write.acquire() as conn:
-        room = await attachments.room_left(conn, task_id=task_id, user_id=auth.user_id, is_admin=auth.is_admin,
+        room = await attachments.room_left(conn, task_id=task_id, user_id=user_id, is_admin=is_admin,
                                            quota=settings.attachment_quota_bytes)
     if request.content_type != "multipart/form-data":
         raise UnsupportedMediaType("Send the file as multipart/form-data with one part named 'file'")
@@ -110,13 +116,13 @@ async def upload_attachment(request: web.Request) -> web.Response:
     try:
         async with request.app[DB].write.acquire() as conn:
             body, audience = await attachments.record(
-                conn, task_id=task_id, user_id=auth.user_id, is_admin=auth.is_admin, filename=filename,
+                conn, task_id=task_id, user_id=user_id, is_admin=is_admin, filename=filename,
                 content_type=content_type, size=size, key=key, quota=settings.attachment_quota_bytes)
     except BaseException:
         await store.delete(key)  # no row, no file
         raise
     await request.app[CACHE].invalidate(*audience)
-    return _json(201, body)
+    return body
 
 
 @api(tags=TAGS, auth="user", responses={200: ok("The task's attachments", AttachmentListSchema)})
