@@ -89,9 +89,31 @@ def _text(parts: dict[str, str]) -> str:
     return ";".join(f"{name}={parts[name]}" for name in PARTS if name in parts)
 
 
-def _build(parts: dict[str, str], start: datetime) -> rrule.rrule:
+def _until(text: str) -> datetime:
+    return datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+
+
+def _build(parts: dict[str, str], start: datetime, horizon: datetime | None = None) -> rrule.rrule:
+    """The rrule from checked parts, built directly: dateutil's text parser costs ~0.3 ms a rule (it parses
+    UNTIL with its general date parser), which a completion would pay on the event loop."""
+    kwargs: dict[str, object] = {"dtstart": start, "interval": int(parts.get("INTERVAL", "1"))}
+    if "BYDAY" in parts:
+        days = []
+        for token in parts["BYDAY"].split(","):
+            day = getattr(rrule, token[-2:])
+            days.append(day(int(token[:-2])) if token[:-2] else day)
+        kwargs["byweekday"] = days
+    for name, key in (("BYMONTHDAY", "bymonthday"), ("BYMONTH", "bymonth")):
+        if name in parts:
+            kwargs[key] = [int(n) for n in parts[name].split(",")]
+    if "COUNT" in parts:
+        kwargs["count"] = int(parts["COUNT"])
+    if "UNTIL" in parts:
+        kwargs["until"] = _until(parts["UNTIL"])
+    if horizon is not None and ("until" not in kwargs or kwargs["until"] > horizon):  # type: ignore[operator]
+        kwargs["until"] = horizon
     try:
-        return rrule.rrulestr(_text(parts), dtstart=start)  # type: ignore[return-value]
+        return rrule.rrule(FREQUENCIES[parts["FREQ"]], **kwargs)  # type: ignore[arg-type]
     except (ValueError, TypeError, OverflowError) as exc:
         raise _fail(f"Not a valid rule: {exc}.") from None
 
@@ -156,11 +178,8 @@ def next_due(rule: str, due_at: datetime, now: datetime | None = None) -> tuple[
     skip = max(0, _periods_between(parts["FREQ"], due_at, after) // interval - 1) * interval
     start = _shift(parts["FREQ"], due_at, skip)
     # An impossible date (BYMONTH=2;BYMONTHDAY=30) would make dateutil search until year 9999: cap it.
-    horizon = min(after + relativedelta(years=10 + 8 * interval), datetime(9999, 1, 1, tzinfo=timezone.utc))
-    until = pinned.get("UNTIL")
-    if until is None or datetime.strptime(until, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc) > horizon:
-        pinned["UNTIL"] = horizon.strftime("%Y%m%dT%H%M%SZ")
-    moment = _build(pinned, start).after(after)
+    horizon = after + relativedelta(years=max(0, min(10 + 8 * interval, 9998 - after.year)))
+    moment = _build(pinned, start, horizon).after(after)
     if moment is None:
         return None
     return moment, _text(parts)

@@ -194,8 +194,12 @@ class _Upload(io.RawIOBase):
 
     async def _send_full_parts(self) -> None:
         while len(self.buffer) >= self.part_size:
-            await self._send_part(bytes(self.buffer[:self.part_size]))
-            del self.buffer[:self.part_size]
+            # One copy of the part, and the buffer replaced (not sliced in place, which keeps its allocation):
+            # at most about two parts in memory while one is sent.
+            with memoryview(self.buffer) as view:
+                body, rest = bytes(view[:self.part_size]), bytearray(view[self.part_size:])
+            self.buffer = rest
+            await self._send_part(body)
 
     async def _send_part(self, body: bytes) -> None:
         if self.upload_id is None:
