@@ -71,7 +71,7 @@ async def seeded(db):
     try:
         await db.execute(SEED_USERS)
         await db.execute(SEED_TASKS)
-        await db.execute("ANALYZE tasks, project_members, projects")
+        await db.execute("ANALYZE all_tasks, project_members, projects")
         yield await db.fetchval("SELECT min(id) + 41 FROM users")
     finally:
         await transaction.rollback()

@@ -9,7 +9,7 @@ from web.api.tasks import TaskOutSchema
 from web.auth import authenticate
 from web.keys import CACHE, DB, SETTINGS
 from web.openapi import api, ok
-from web.request import load_query
+from web.request import load_json, load_query
 from web.schemas import cursor_field, limit_field
 
 TAGS = ("tasks",)
@@ -32,7 +32,11 @@ class TrashQuerySchema(Schema):
     cursor = cursor_field()
 
 
-QUERY = TrashQuerySchema()
+class RestoreSchema(Schema):
+    """No fields: a body is optional, and anything in it is an unknown field (422)."""
+
+
+QUERY, RESTORE = TrashQuerySchema(), RestoreSchema()
 
 
 @api(tags=TAGS, auth="user", query=TrashQuerySchema, responses={200: ok("A page of the trash", TrashPageSchema)})
@@ -46,7 +50,7 @@ async def list_trash(request: web.Request) -> web.Response:
     return web.Response(status=200, text=body, headers={"Content-Type": JSON_TYPE})
 
 
-@api(tags=TAGS, auth="user", errors=(403, 409),
+@api(tags=TAGS, auth="user", body=RestoreSchema, body_required=False, errors=(403, 409),
      responses={200: ok("The restored task", TaskOutSchema, headers=("ETag",))})
 async def restore_task(request: web.Request) -> web.Response:
     """Bring a task back from the trash with the subtasks deleted with it (editor).
@@ -54,6 +58,7 @@ async def restore_task(request: web.Request) -> web.Response:
     A task whose parent is still in the trash: 409 (restore the parent first).
     """
     auth = await authenticate(request)
+    await load_json(request, RESTORE, required=False)
     async with request.app[DB].write.acquire() as conn:
         task_id, audience = await trash.restore_task(conn, task_id=int(request.match_info["id"]),
                                                      user_id=auth.user_id, is_admin=auth.is_admin)
