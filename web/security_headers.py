@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from shared.errors import BadRequest
@@ -106,7 +107,7 @@ async def hostile_input_middleware(request: web.Request, handler: Handler) -> we
     if request.content_type in FORM_TYPES and not streams_body(request):
         try:
             await request.post()
-        except (UnicodeDecodeError, LookupError, ValueError):
+        except (UnicodeDecodeError, LookupError, ValueError, HttpProcessingError):  # e.g. a part's invalid header
             raise BadRequest("The form is malformed or not valid UTF-8") from None
     return await handler(request)
 
