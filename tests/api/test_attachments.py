@@ -93,7 +93,8 @@ async def test_bad_uploads_leave_nothing(aiohttp_client: Any, settings: Any, mak
         (_form(b"x", filename=""), 422),  # empty filename
         (_form(b"x", filename="a" * 10_000), 422),  # 10 KB filename
         (_form(b"x", filename="../.."), 422),  # nothing usable left
-        (_form(os.urandom(LIMIT + 1)), 413),  # over ATTACHMENT_MAX_BYTES by one byte
+        (_form(os.urandom(LIMIT + 1)), 413),  # over ATTACHMENT_MAX_BYTES by one byte: found while streaming
+        (_form(os.urandom(3 * LIMIT)), 413),  # a declared Content-Length far past it: refused before reading
     ]
     for number, (form, status) in enumerate(cases):
         response = await client.post(url, data=form, headers=ada.headers)
@@ -167,3 +168,15 @@ async def test_a_body_cut_off_mid_stream_leaves_nothing(client: Any, settings: A
     assert status_line == b"" or status_line.split()[1] == b"400", status_line
     await asyncio.sleep(0.5)  # the handler's cleanup runs after the connection went
     assert stored(settings) == [] and await db.fetchval("SELECT count(*) FROM attachments") == 0
+
+
+async def test_a_cookie_session_needs_the_csrf_header(client: Any, make_user: Any, db: asyncpg.Connection) -> None:
+    from tests.pages.test_pages_session import csrf_of, sign_in
+    ada = await make_user()
+    task = await new_task(client, ada)
+    await sign_in(client, ada.email)
+    csrf = csrf_of(await (await client.get("/tasks")).text())
+    url = f"{TASKS}/{task['id']}/attachments"
+    await assert_problem(await client.post(url, data=_form(b"x")), 403)
+    assert (await client.post(url, data=_form(b"x"), headers={"X-CSRF-Token": csrf})).status == 201
+    assert await db.fetchval("SELECT count(*) FROM attachments") == 1

@@ -88,3 +88,14 @@ async def test_the_reminder_follows_the_moved_date(client: Any, make_user: Any, 
     assert await remind_due_soon(ctx) == 0
     keys = await db.fetch("SELECT dedup_key FROM email_outbox WHERE template = 'task_due_soon'")
     assert len(keys) == 1 and str(int((due + timedelta(days=1)).timestamp())) in keys[0]["dedup_key"]
+
+
+def test_extreme_rules_end_or_answer_without_overflowing() -> None:
+    start = datetime(2026, 1, 1, 9, tzinfo=timezone.utc)
+    assert recurrence.next_due("FREQ=YEARLY;INTERVAL=1000", start, now=start)[0].year == 3026
+    assert recurrence.next_due("FREQ=DAILY", datetime(9998, 12, 31, tzinfo=timezone.utc)) is None
+    assert recurrence.next_due("FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30", start) is None  # never: cut off, not looped
+    assert recurrence.next_due("FREQ=MONTHLY", datetime(2006, 1, 31, 9, tzinfo=timezone.utc),
+                               now=datetime(2026, 4, 1, tzinfo=timezone.utc))[0] == datetime(
+        2026, 5, 31, 9, tzinfo=timezone.utc)  # the 31st kept across the jump, never the 30th
+    assert recurrence.next_due("FREQ=DAILY;UNTIL=20260102T000000Z", start, now=start) is None
