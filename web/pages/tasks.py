@@ -252,7 +252,7 @@ async def delete_task(request: web.Request) -> web.Response:
         result = await tasks.delete_task(conn, task_id=_task_id(request), user_id=auth.user_id,
                                          is_admin=auth.is_admin)
     await written(request, result)
-    return redirect(request, "/tasks", "Task moved to the trash (restore it from the Trash page).")
+    return redirect(request, "/tasks", "Task deleted. It stays in the Trash for 30 days, with its subtasks.")
 
 
 def setup_routes(app: web.Application) -> None:
