@@ -60,6 +60,16 @@ def parse(rule: str) -> dict[str, str]:
         if name in parts:
             raise _fail(f"{name} is given twice.")
         parts[name] = value.strip().upper()
+    _check_values(parts)
+    return parts
+
+
+def _numbers(parts: dict[str, str], name: str, low: int, high: int, negative: bool) -> bool:
+    return _INT_LIST.match(parts[name]) is not None and all(
+        low <= abs(int(n)) <= high and (negative or int(n) > 0) for n in parts[name].split(","))
+
+
+def _check_values(parts: dict[str, str]) -> None:
     freq = parts.get("FREQ")
     if freq not in FREQUENCIES:
         raise _fail("FREQ must be DAILY, WEEKLY, MONTHLY or YEARLY.")
@@ -73,16 +83,13 @@ def parse(rule: str) -> dict[str, str]:
         raise _fail("UNTIL must be a UTC date-time, e.g. 20271231T235959Z.")
     if "BYDAY" in parts and not all(_BYDAY.match(day) for day in parts["BYDAY"].split(",")):
         raise _fail("BYDAY must list weekdays, e.g. MO,TH (or 1MO, -1FR in a monthly or yearly rule).")
-    for name, top in (("BYMONTHDAY", 31), ("BYMONTH", 12)):
-        if name in parts and not (_INT_LIST.match(parts[name]) and all(
-                1 <= abs(int(n)) <= top and (name == "BYMONTHDAY" or int(n) > 0) for n in parts[name].split(","))):
-            raise _fail(f"{name} must list numbers from 1 to {top}" + (" (or -1 for the last day)." if top == 31
-                                                                        else "."))
-    if "BYDAY" in parts and any(day[:-2] for day in parts["BYDAY"].split(",")):
-        if freq not in ("MONTHLY", "YEARLY") or not all(1 <= abs(int(d[:-2])) <= 53 for d in parts["BYDAY"].split(",")
-                                                        if d[:-2]):
-            raise _fail("A numbered weekday (1MO, -1FR) fits only a monthly or yearly rule.")
-    return parts
+    if "BYMONTHDAY" in parts and not _numbers(parts, "BYMONTHDAY", 1, 31, negative=True):
+        raise _fail("BYMONTHDAY must list days from 1 to 31 (or -1 for the last day).")
+    if "BYMONTH" in parts and not _numbers(parts, "BYMONTH", 1, 12, negative=False):
+        raise _fail("BYMONTH must list months from 1 to 12.")
+    numbered = [int(day[:-2]) for day in parts.get("BYDAY", "").split(",") if day[:-2]]
+    if numbered and (freq not in ("MONTHLY", "YEARLY") or not all(1 <= abs(n) <= 53 for n in numbered)):
+        raise _fail("A numbered weekday (1MO, -1FR) fits only a monthly or yearly rule.")
 
 
 def _text(parts: dict[str, str]) -> str:

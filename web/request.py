@@ -19,9 +19,11 @@ MAX_BODY = 1024 * 1024
 STREAMED_BODY_ROUTES: set[str] = set()
 
 
+NO_BODY: Any = object()  # an empty body, as opposed to the JSON value null
+
+
 def streams_body(request: web.Request) -> bool:
     return request.match_info.route.name in STREAMED_BODY_ROUTES
-NO_BODY: Any = object()  # an empty body, as opposed to the JSON value null
 
 
 def _reject_constant(name: str) -> None:

@@ -77,7 +77,7 @@ async def test_a_series_ends_with_its_count(client: Any, make_user: Any) -> None
 
 
 async def test_the_reminder_follows_the_moved_date(client: Any, make_user: Any, db: asyncpg.Connection,
-                                                  settings: Any, database: Database, arq_redis: ArqRedis) -> None:
+                                                   settings: Any, database: Database, arq_redis: ArqRedis) -> None:
     ada = await make_user()
     due = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=22)
     task = await new_task(client, ada, title="standup", due_at=_z(due), recurrence="FREQ=DAILY")
@@ -95,7 +95,7 @@ def test_extreme_rules_end_or_answer_without_overflowing() -> None:
     assert recurrence.next_due("FREQ=YEARLY;INTERVAL=1000", start, now=start)[0].year == 3026
     assert recurrence.next_due("FREQ=DAILY", datetime(9998, 12, 31, tzinfo=timezone.utc)) is None
     assert recurrence.next_due("FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30", start) is None  # never: cut off, not looped
-    assert recurrence.next_due("FREQ=MONTHLY", datetime(2006, 1, 31, 9, tzinfo=timezone.utc),
-                               now=datetime(2026, 4, 1, tzinfo=timezone.utc))[0] == datetime(
-        2026, 5, 31, 9, tzinfo=timezone.utc)  # the 31st kept across the jump, never the 30th
+    moved = recurrence.next_due("FREQ=MONTHLY", datetime(2006, 1, 31, 9, tzinfo=timezone.utc),
+                                now=datetime(2026, 4, 1, tzinfo=timezone.utc))
+    assert moved[0] == datetime(2026, 5, 31, 9, tzinfo=timezone.utc)  # the 31st kept across the jump
     assert recurrence.next_due("FREQ=DAILY;UNTIL=20260102T000000Z", start, now=start) is None

@@ -45,8 +45,8 @@ async def test_subtasks_and_repeat_on_the_task_page(client: Any, make_user: Any,
     text = await (await client.get(f"/tasks/{parent['id']}")).text()
     assert len(re.findall(r"<li><time", text.split('aria-label="Next occurrences"')[1].split("</ul>")[0])) == 5
     etag = text.split('name="etag" value="')[1].split('"')[0].replace("&#34;", '"')
-    bad = await client.post(f"/tasks/{parent['id']}", data={**form, "etag": etag, "repeat": "custom",
-                                                             "rrule": "FREQ=SECONDLY"})
+    bad = await client.post(f"/tasks/{parent['id']}",
+                            data={**form, "etag": etag, "repeat": "custom", "rrule": "FREQ=SECONDLY"})
     assert bad.status == 422 and "FREQ must be" in await bad.text()
 
 

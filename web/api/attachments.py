@@ -85,6 +85,23 @@ async def receive_upload(request: web.Request, user_id: int, is_admin: bool) -> 
         raise _too_large(settings.attachment_max_bytes, settings.attachment_max_bytes, 0)
     limit = min(settings.attachment_max_bytes, room)
     key = attachments.new_key(task_id)
+    filename, content_type, size = await _stream_to_storage(request, key, limit)
+    try:
+        async with request.app[DB].write.acquire() as conn:
+            body, audience = await attachments.record(
+                conn, task_id=task_id, user_id=user_id, is_admin=is_admin, filename=filename,
+                content_type=content_type, size=size, key=key, quota=settings.attachment_quota_bytes)
+    except BaseException:
+        await store.delete(key)  # no row, no file
+        raise
+    await request.app[CACHE].invalidate(*audience)
+    return body
+
+
+async def _stream_to_storage(request: web.Request, key: str, limit: int) -> tuple[str, str, int]:
+    """The one `file` part, written to ``key`` chunk by chunk: (filename, content type, size). On any
+    error nothing is left at ``key`` (``Storage.create`` discards the partial file or aborts the upload)."""
+    settings, store = request.app[SETTINGS], request.app[STORAGE]
     try:
         reader = await request.multipart()
         part = await reader.next()
@@ -113,16 +130,7 @@ async def receive_upload(request: web.Request, user_id: int, is_admin: bool) -> 
     except Exception as exc:  # the storage failed mid-way (create has aborted the partial file)
         logger.warning("attachment upload to storage failed", exc_info=True)
         raise ServiceUnavailable("The file store is unavailable; try again", headers={"Retry-After": "5"}) from exc
-    try:
-        async with request.app[DB].write.acquire() as conn:
-            body, audience = await attachments.record(
-                conn, task_id=task_id, user_id=user_id, is_admin=is_admin, filename=filename,
-                content_type=content_type, size=size, key=key, quota=settings.attachment_quota_bytes)
-    except BaseException:
-        await store.delete(key)  # no row, no file
-        raise
-    await request.app[CACHE].invalidate(*audience)
-    return body
+    return filename, content_type, size
 
 
 @api(tags=TAGS, auth="user", responses={200: ok("The task's attachments", AttachmentListSchema)})
