@@ -47,9 +47,14 @@ FROM all_tasks AS t {_JOIN}
 WHERE t.id = $1 AND t.trashed_at IS NOT NULL AND {_VISIBLE}
 FOR UPDATE OF t
 """
+# An assignee who left the project while the task was in the trash (the unassignment on leaving only
+# sees tasks out of the trash) is cleared on the way back.
 RESTORE_SUBTREE = """
-UPDATE all_tasks SET trashed_at = NULL, trash_root = NULL, version = version + 1, updated_at = now()
-WHERE trash_root = $1
+UPDATE all_tasks AS t SET trashed_at = NULL, trash_root = NULL, version = t.version + 1, updated_at = now(),
+    assignee_id = CASE WHEN EXISTS (SELECT 1 FROM project_members AS a
+                                    WHERE a.project_id = t.project_id AND a.user_id = t.assignee_id)
+                       THEN t.assignee_id END
+WHERE t.trash_root = $1
 """
 # The caller's trash: the tasks they deleted (not the subtasks that went along), newest first by id.
 # $1 user, $2 cursor id (NULL: first page), $3 page size + 1.

@@ -122,3 +122,13 @@ async def test_purge_removes_old_trash_with_comments_in_batches(client: Any, mak
     assert await db.fetchval("SELECT count(*) FROM comments WHERE task_id = ANY($1)", every) == 0
     assert await db.fetchval("SELECT count(*) FROM all_tasks WHERE id = $1", recent["id"]) == 1
     assert await trash.purge(db) == 0
+
+
+async def test_a_restored_task_drops_an_assignee_who_left(client: Any, make_user: Any, db: asyncpg.Connection) -> None:
+    ada, bob = await make_user(), await make_user()
+    project = await shared_project(client, db, ada, editor=bob)
+    task = await new_task(client, ada, project, assignee_id=bob.id)
+    assert (await client.delete(f"{TASKS}/{task['id']}", headers=ada.headers)).status == 204
+    assert (await client.delete(f"/api/v1/projects/{project['id']}/members/{bob.id}", headers=ada.headers)).status == 204
+    restored = await (await client.post(f"{TASKS}/{task['id']}/restore", headers=ada.headers)).json()
+    assert restored["assignee_id"] is None
