@@ -1,7 +1,8 @@
 """The baseline of bench/hotpath.py: what a plain aiohttp + asyncpg + PyJWT app does for the same three routes.
 
-Same SQL shape, same index, same rows, same JSON as Taskdeck; but rows become dicts and stdlib json encodes
-them, and there is no session check, no Redis, no middleware, no validation beyond the obvious.
+Same rows, same JSON as Taskdeck; but rows become dicts and stdlib json encodes them, and there is no session
+check, no Redis, no middleware, no validation beyond the obvious. Its WHERE is the creator alone (an owner-led
+index): the single-owner query Taskdeck had before projects, so the membership join's cost shows in the ratio.
     python bench/bare.py --port 8081 --dsn postgresql://... --secret S [--reuse-port] [--uvloop]
 """
 import argparse, base64, hashlib, hmac, json  # noqa: E401 (kept short on purpose: it is the ~50-line baseline)
