@@ -11,8 +11,8 @@ import asyncpg, jwt  # noqa: E401
 from aiohttp import web
 
 POOL, SECRET = web.AppKey("pool", asyncpg.Pool), web.AppKey("secret", str)
-COLS = ("id, owner_id, project_id, assignee_id, title, description, status, priority, due_at, tags, comment_count, "
-        "created_at, updated_at, completed_at")
+COLS = ("id, owner_id, project_id, assignee_id, parent_id, title, description, status, priority, due_at, recurrence, "
+        "tags, comment_count, attachment_count, created_at, updated_at, completed_at")
 LIST = f"SELECT {COLS} FROM tasks WHERE owner_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
 GET = f"SELECT {COLS} FROM tasks WHERE id = $1 AND owner_id = $2"
 INSERT = (f"INSERT INTO tasks (owner_id, title, description, priority, due_at, tags) "

@@ -53,7 +53,7 @@ async def measure(dsn: str, redis_url: str) -> None:
             await pool.execute("INSERT INTO users (id, email, password_hash) OVERRIDING SYSTEM VALUE "
                                "VALUES ($1, $2, 'x')", owner, f"owner{owner}@example.com")
             await pool.execute(SEED, owner, count)
-            await pool.execute("ANALYZE tasks")
+            await pool.execute("ANALYZE all_tasks")
 
             async def page() -> tuple[str, None]:
                 async with pool.acquire() as conn:

@@ -133,7 +133,7 @@ async def seed(dsn: str, rows: int) -> int:
             "INSERT INTO users (email, name, password_hash, email_verified) VALUES ($1, 'Bench', 'x', true) "
             "RETURNING id", f"bench-{time.time_ns()}@example.com")
         await conn.execute(SEED_TASKS, user_id, rows)
-        await conn.execute("ANALYZE tasks")
+        await conn.execute("ANALYZE all_tasks")
         return user_id
     finally:
         await conn.close()

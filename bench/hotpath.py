@@ -242,7 +242,7 @@ async def seed(dsn: str, count: int) -> int:
                                "($1, $3, 'editor')", project_id, user_id, many_id)
             await conn.execute(SEED.replace("INSERT INTO tasks (owner_id,", "INSERT INTO tasks (project_id, owner_id,")
                                .replace("SELECT $1,", "SELECT $3, $1,"), many_id, MANY_TASKS, project_id)
-        await conn.execute("ANALYZE tasks, project_members, projects")
+        await conn.execute("ANALYZE all_tasks, project_members, projects")
         return int(await conn.fetchval("SELECT id FROM tasks WHERE owner_id = $1 ORDER BY id OFFSET $2 LIMIT 1",
                                        user_id, count // 2))
     finally:

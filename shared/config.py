@@ -101,6 +101,8 @@ class Settings:
     replica_max_lag_seconds: int = 5
     s3: S3Config | None = None  # set when export_storage is s3://...
     session_cache_seconds: int = 30
+    attachment_max_bytes: int = 25 * 1024 * 1024
+    attachment_quota_bytes: int = 1024 * 1024 * 1024  # per user, all their files together
     # A query running longer than this fails (and a request answers 503) rather than hanging on a dead peer.
     db_command_timeout: int = 60
 
@@ -155,6 +157,8 @@ class Settings:
             database_pooler=reader.choice("DATABASE_POOLER", POOLERS, cls.database_pooler),
             replica_max_lag_seconds=reader.integer("REPLICA_MAX_LAG_SECONDS", cls.replica_max_lag_seconds, 0, 3600),
             session_cache_seconds=reader.integer("SESSION_CACHE_SECONDS", cls.session_cache_seconds, 0, 3600),
+            attachment_max_bytes=reader.integer("ATTACHMENT_MAX_BYTES", cls.attachment_max_bytes, 1, 2**40),
+            attachment_quota_bytes=reader.integer("ATTACHMENT_QUOTA_BYTES", cls.attachment_quota_bytes, 1, 2**50),
             db_command_timeout=reader.integer("DB_COMMAND_TIMEOUT", cls.db_command_timeout, 1, 3600),
         )
         reader.sentinel_pair(settings.redis_sentinels, settings.redis_sentinel_master, settings.redis_url)

@@ -18,7 +18,7 @@ from shared.tasks import TaskFilters
 
 DEFAULT_SORT = "-created_at"
 CSV_COLUMNS = ("id", "title", "description", "status", "priority", "due_at", "tags",
-               "created_at", "updated_at", "completed_at", "project_id", "assignee_id")
+               "created_at", "updated_at", "completed_at", "project_id", "assignee_id", "parent_id")
 # Spreadsheets run a cell starting with one of these as a formula (CSV/formula injection, OWASP):
 # = + - @ tab carriage-return. Such a cell gets a leading apostrophe (see CSV_TEXT_CELL).
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
@@ -41,7 +41,7 @@ SELECT_EXPORT_ROWS = (
     "SELECT t.id, t.title, t.description, t.status::text AS status, t.priority::text AS priority, "
     f"{UTC_TEXT.format('t.due_at')} AS due_at, {TAGS_TEXT} AS tags, "
     f"{UTC_TEXT.format('t.created_at')} AS created_at, {UTC_TEXT.format('t.updated_at')} AS updated_at, "
-    f"{UTC_TEXT.format('t.completed_at')} AS completed_at, t.project_id, t.assignee_id "
+    f"{UTC_TEXT.format('t.completed_at')} AS completed_at, t.project_id, t.assignee_id, t.parent_id "
     "FROM tasks AS t {} WHERE {} ORDER BY {} {}, t.id {}"
 )
 # The same rows as finished CSV lines. Ids, enums and timestamps never need quoting or neutralising;
@@ -51,6 +51,7 @@ _CSV_CELLS = (
     "t.priority::text", f"COALESCE({UTC_TEXT.format('t.due_at')}, '')", CSV_TEXT_CELL.format(TAGS_TEXT),
     UTC_TEXT.format("t.created_at"), UTC_TEXT.format("t.updated_at"),
     f"COALESCE({UTC_TEXT.format('t.completed_at')}, '')", "t.project_id::text", "COALESCE(t.assignee_id::text, '')",
+    "COALESCE(t.parent_id::text, '')",
 )
 SELECT_CSV_LINES = ("SELECT " + " || ',' || ".join(_CSV_CELLS).replace("{", "{{").replace("}", "}}")
                     + " AS line FROM tasks AS t {} WHERE {} ORDER BY {} {}, t.id {}")

@@ -6,6 +6,7 @@ the output fields; ``web.api.tasks.TaskOutSchema`` documents them and a test kee
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 import asyncpg
 
-from shared import notify, rights
+from shared import notify, recurrence, rights, trash
 from shared.db.pagination import decode_cursor, page
 from shared.errors import Forbidden, NotFound, PreconditionFailed, ValidationFailed, field_error
 
@@ -23,8 +24,9 @@ logger = logging.getLogger("app.tasks")
 STATUSES = ("todo", "in_progress", "done")
 PRIORITIES = ("low", "medium", "high", "urgent")  # the enum's order, which is the sort order
 SORTS = ("created_at", "-created_at", "due_at", "-due_at", "priority", "-priority", "updated_at", "-updated_at")
-TASK_FIELDS = ("id", "owner_id", "project_id", "assignee_id", "title", "description", "status", "priority",
-               "due_at", "tags", "comment_count", "created_at", "updated_at", "completed_at")
+TASK_FIELDS = ("id", "owner_id", "project_id", "assignee_id", "parent_id", "title", "description", "status",
+               "priority", "due_at", "recurrence", "tags", "comment_count", "attachment_count", "created_at",
+               "updated_at", "completed_at")
 MAX_ID = 2**63 - 1  # bigint: a larger path id cannot exist, and asyncpg would refuse to send it
 MAX_SEARCH_WORDS = 10
 
@@ -36,13 +38,15 @@ def utc(column: str) -> str:
 
 TASK_JSON = (
     "json_build_object('id', t.id, 'owner_id', t.owner_id, 'project_id', t.project_id, "
-    "'assignee_id', t.assignee_id, 'title', t.title, 'description', t.description, "
-    "'status', t.status, 'priority', t.priority, 'due_at', " + utc("t.due_at") + ", 'tags', t.tags, "
-    "'comment_count', t.comment_count, "
+    "'assignee_id', t.assignee_id, 'parent_id', t.parent_id, 'title', t.title, "
+    "'description', t.description, 'status', t.status, 'priority', t.priority, 'due_at', " + utc("t.due_at") + ", "
+    "'recurrence', t.recurrence, 'tags', t.tags, 'comment_count', t.comment_count, "
+    "'attachment_count', t.attachment_count, "
     "'created_at', " + utc("t.created_at") + ", 'updated_at', " + utc("t.updated_at") + ", "
     "'completed_at', " + utc("t.completed_at") + ")::text"
 )
-RETURNING = f"t.id, t.owner_id, t.project_id, t.assignee_id, t.version, {TASK_JSON} AS body"
+RETURNING = (f"t.id, t.owner_id, t.project_id, t.assignee_id, t.parent_id, t.due_at, t.recurrence, t.title, t.version, "
+             f"{TASK_JSON} AS body")
 # Everyone whose cached views show the project's tasks: a write invalidates each of them (shared/cache.py).
 AUDIENCE = "(SELECT array_agg(a.user_id) FROM project_members AS a WHERE a.project_id = {}) AS audience"
 IS_MEMBER = "EXISTS (SELECT 1 FROM project_members AS a WHERE a.project_id = {} AND a.user_id = {})"
@@ -69,9 +73,9 @@ WITH target AS (
     WHERE p.id = COALESCE($9::bigint, ({SELECT_INBOX.replace("$1", "$1::bigint")})) AND {_CVISIBLE}
 ), created AS (
     INSERT INTO tasks AS t (owner_id, project_id, assignee_id, title, description, status, priority, due_at, tags,
-                            completed_at)
+                            completed_at, parent_id, recurrence)
     SELECT $1, target.id, $8, $2::text, $3::text, $4::task_status, $5::task_priority, $6::timestamptz, $7::text[],
-           CASE WHEN $4::task_status = 'done' THEN now() END
+           CASE WHEN $4::task_status = 'done' THEN now() END, $11::bigint, $12::text
     FROM target WHERE target.role >= 'editor' AND target.assignee_ok
     RETURNING {RETURNING}
 )
@@ -90,6 +94,10 @@ UPDATE tasks AS t SET
     due_at = CASE WHEN $6 THEN $7 ELSE t.due_at END,
     tags = COALESCE($8, t.tags),
     project_id = COALESCE($9, t.project_id),
+    -- A task moved to another project leaves its parent behind unless the request names a new one.
+    parent_id = CASE WHEN $12 THEN $13 WHEN COALESCE($9, t.project_id) <> t.project_id THEN NULL
+                     ELSE t.parent_id END,
+    recurrence = CASE WHEN $14 THEN $15 ELSE t.recurrence END,
     assignee_id = CASE WHEN {IS_MEMBER.format("COALESCE($9, t.project_id)",
                                               "CASE WHEN $10 THEN $11 ELSE t.assignee_id END")}
                        THEN CASE WHEN $10 THEN $11 ELSE t.assignee_id END END,
@@ -100,7 +108,18 @@ UPDATE tasks AS t SET
 WHERE t.id = $1
 RETURNING {RETURNING}
 """
-DELETE_TASK = "DELETE FROM tasks WHERE id = $1"
+# Its subtasks go along with a moved task (to every level; the tree trigger checks the result).
+MOVE_SUBTASKS = f"""
+WITH RECURSIVE sub AS (
+    SELECT t.id FROM tasks AS t WHERE t.parent_id = $1
+    UNION ALL
+    SELECT t.id FROM tasks AS t JOIN sub ON t.parent_id = sub.id
+)
+UPDATE tasks AS t SET project_id = $2,
+    assignee_id = CASE WHEN {IS_MEMBER.format("$2", "t.assignee_id")} THEN t.assignee_id END,
+    updated_at = now(), version = t.version + 1
+WHERE t.id IN (SELECT id FROM sub)
+"""
 # One pass over the rows of every project the user is a member of; each FILTER is one counter.
 SELECT_STATS = f"""
 SELECT count(*) FILTER (WHERE t.status = 'todo') AS status_todo,
@@ -133,6 +152,8 @@ SORT_KEYS = {
 }
 WHERE_PROJECT = "t.project_id = {}"
 WHERE_ASSIGNEE = "t.assignee_id = {}"
+WHERE_PARENT = "t.parent_id = {}"
+WHERE_TOP_LEVEL = "t.parent_id IS NULL"  # the predicate of tasks_project_top_created_idx
 WHERE_STATUS = "t.status = ANY({}::task_status[])"
 WHERE_PRIORITY = "t.priority = ANY({}::task_priority[])"
 WHERE_TAG = "t.tags @> ARRAY[{}::text]"
@@ -164,6 +185,7 @@ class TaskFilters:
     overdue: bool | None = None
     project_id: int | None = None
     assignee_id: int | str | None = None  # a user id, or "me": the user whose listing it is
+    parent_id: int | str | None = None  # a task id (its direct subtasks), or "none" (top-level tasks)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> "TaskFilters":
@@ -171,7 +193,8 @@ class TaskFilters:
         return cls(status=tuple(data.get("status", ())), priority=tuple(data.get("priority", ())),
                    tag=data.get("tag"), q=data.get("q"), due_before=data.get("due_before"),
                    due_after=data.get("due_after"), overdue=data.get("overdue"),
-                   project_id=data.get("project_id"), assignee_id=data.get("assignee_id"))
+                   project_id=data.get("project_id"), assignee_id=data.get("assignee_id"),
+                   parent_id=data.get("parent_id"))
 
     @property
     def words(self) -> list[str]:
@@ -181,7 +204,7 @@ class TaskFilters:
         """Everything that defines the listing: a cursor is valid only for the listing that made it."""
         due = [d.isoformat() if d else None for d in (self.due_before, self.due_after)]
         return json.dumps([owner_id, sort, sorted(set(self.status)), sorted(set(self.priority)), self.tag,
-                           self.words, *due, self.overdue, self.project_id, self.assignee_id],
+                           self.words, *due, self.overdue, self.project_id, self.assignee_id, self.parent_id],
                           separators=(",", ":"))
 
 
@@ -242,9 +265,14 @@ async def create_task(conn: asyncpg.Connection, *, owner_id: int, data: dict[str
     project_id = data.get("project_id")
     if project_id is not None and not 1 <= project_id <= MAX_ID:
         raise NotFound("No such project")
-    row = await conn.fetchrow(INSERT_TASK, owner_id, data["title"], data.get("description", ""),
-                              data.get("status", "todo"), data.get("priority", "medium"), data.get("due_at"),
-                              data.get("tags", []), data.get("assignee_id"), project_id, is_admin)
+    rule = data.get("recurrence")
+    if rule is not None:
+        rule = recurrence.normalise(rule, data.get("due_at"))
+    with tree_errors():
+        row = await conn.fetchrow(INSERT_TASK, owner_id, data["title"], data.get("description", ""),
+                                  data.get("status", "todo"), data.get("priority", "medium"), data.get("due_at"),
+                                  data.get("tags", []), data.get("assignee_id"), project_id, is_admin,
+                                  data.get("parent_id"), rule)
     rights.require(row["role"] if row else None, rights.EDITOR)
     if not row["assignee_ok"]:
         raise field_error("assignee_id", "Must be a member of the task's project")
@@ -269,6 +297,41 @@ async def get_task_for_user(conn: asyncpg.Connection, *, task_id: int, user_id: 
     rights.require(row["role"] if row else None, needed, "task")
     assert row is not None
     return row
+
+
+# The database's answers about the tree and recurrence rules, as the field errors the API promises.
+TREE_ERRORS = {"tasks_parent_id_fkey": "The parent task does not exist",
+               "tasks_recurrence_due_check": "A recurring task needs a due date"}
+
+
+@contextlib.contextmanager
+def tree_errors():  # type: ignore[no-untyped-def]
+    """Map the tree trigger (sql/migrations/0018) and the parent/recurrence constraints to 422s."""
+    try:
+        yield
+    except (asyncpg.CheckViolationError, asyncpg.ForeignKeyViolationError) as exc:
+        name = exc.constraint_name or ""
+        if name.startswith("tasks_parent_") or name in TREE_ERRORS:
+            field = "due_at" if name == "tasks_recurrence_due_check" else "parent_id"
+            raise field_error(field, TREE_ERRORS.get(name, exc.args[0] if exc.args else "Invalid parent")) from None
+        raise
+
+
+def _completion(task: asyncpg.Record, changes: dict[str, Any]) -> dict[str, Any]:
+    """The changes to store: a recurring task completed moves to its next due date and stays open; a
+    rule or due date that is sent is checked against the other (a recurring task needs a due date)."""
+    changes = dict(changes)
+    rule = changes["recurrence"] if "recurrence" in changes else task["recurrence"]
+    due_at = changes["due_at"] if "due_at" in changes else task["due_at"]
+    if rule is not None and ("recurrence" in changes or "due_at" in changes):
+        rule = recurrence.normalise(rule, due_at)
+        if "recurrence" in changes:
+            changes["recurrence"] = rule
+    if rule is not None and changes.get("status") == "done" and due_at is not None:
+        following = recurrence.next_due(rule, due_at)
+        if following is not None:
+            changes["status"], (changes["due_at"], changes["recurrence"]) = "todo", following
+    return changes
 
 
 def _check_precondition(task: asyncpg.Record, if_match: str | None) -> None:
@@ -303,10 +366,15 @@ async def update_task(conn: asyncpg.Connection, *, task_id: int, user_id: int, i
         if assignee_id is not None and not await conn.fetchval(
                 SELECT_IS_MEMBER, project_id or task["project_id"], assignee_id):
             raise field_error("assignee_id", "Must be a member of the task's project")
-        row = await conn.fetchrow(UPDATE_TASK, task_id, changes.get("title"), changes.get("description"),
-                                  changes.get("status"), changes.get("priority"), "due_at" in changes,
-                                  changes.get("due_at"), changes.get("tags"), project_id,
-                                  "assignee_id" in changes, assignee_id)
+        changes = _completion(task, changes)
+        with tree_errors():
+            row = await conn.fetchrow(UPDATE_TASK, task_id, changes.get("title"), changes.get("description"),
+                                      changes.get("status"), changes.get("priority"), "due_at" in changes,
+                                      changes.get("due_at"), changes.get("tags"), project_id,
+                                      "assignee_id" in changes, assignee_id, "parent_id" in changes,
+                                      changes.get("parent_id"), "recurrence" in changes, changes.get("recurrence"))
+            if target is not None:
+                await conn.execute(MOVE_SUBTASKS, task_id, project_id)
         mails = ()
         if row["assignee_id"] not in (None, task["assignee_id"]):
             mails = (await notify.task_assigned(conn, task=row, actor_id=user_id),)
@@ -315,12 +383,13 @@ async def update_task(conn: asyncpg.Connection, *, task_id: int, user_id: int, i
 
 async def delete_task(conn: asyncpg.Connection, *, task_id: int, user_id: int, is_admin: bool,
                       if_match: str | None = None) -> Written:
-    """Delete the task (needs editor; NotFound if invisible; PreconditionFailed if ``if_match`` is stale)."""
+    """Move the task and its subtasks to the trash (needs editor; NotFound if invisible; PreconditionFailed
+    if ``if_match`` is stale)."""
     async with conn.transaction():
         task = await get_task_for_user(conn, task_id=task_id, user_id=user_id, is_admin=is_admin,
                                        for_update=True, needed=rights.EDITOR)
         _check_precondition(task, if_match)
-        await conn.execute(DELETE_TASK, task_id)
+        await trash.trash_task(conn, task_id=task_id, project_id=task["project_id"])
     return Written(task, _audience(task))
 
 
@@ -360,6 +429,10 @@ def filter_clause(user_id: int, filters: TaskFilters, param: Callable[[Any], str
     if filters.assignee_id is not None:
         assignee = user_id if filters.assignee_id == "me" else filters.assignee_id
         where.append(WHERE_ASSIGNEE.format(param(assignee)))
+    if filters.parent_id == "none":
+        where.append(WHERE_TOP_LEVEL)
+    elif filters.parent_id is not None:
+        where.append(WHERE_PARENT.format(param(filters.parent_id)))
     if filters.status:
         where.append(WHERE_STATUS.format(param(list(filters.status))))
     if filters.priority:

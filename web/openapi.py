@@ -60,6 +60,7 @@ class Traits:
     idempotent: bool = False  # Idempotency-Key: 409 while the first request runs, 422 on another body
     rate_limited: bool = False  # per-address/email limits of the public auth routes (bearer routes always are)
     errors: tuple[int, ...] = ()  # domain errors of this operation alone (409 duplicate email, 410 expired...)
+    upload: bool = False  # a streamed multipart/form-data body with one part `file` (not JSON)
     # Runs bcrypt: limited per address (429) and refused with 503 + Retry-After while the bounded bcrypt
     # queue is full (shared/security.py).
     hashes_password: bool = False
@@ -94,7 +95,7 @@ def _responses(traits: Traits, path: str) -> dict[str, Any]:
     codes = set(traits.errors) | ANY_REQUEST_STATUSES
     if traits.auth:
         codes |= {401, 429} | ({403} if traits.auth == "admin" else set())
-    if traits.body is not None:
+    if traits.body is not None or traits.upload:
         codes |= {400, 413, 415, 422}
     if traits.query is not None:
         codes.add(422)
@@ -150,6 +151,10 @@ def operation(route: web.AbstractRoute, traits: Traits) -> dict[str, Any]:
     if traits.body is not None:
         op["requestBody"] = {"required": traits.body_required,
                              "content": {"application/json": {"schema": traits.body}}}
+    if traits.upload:
+        op["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["file"],
+            "properties": {"file": {"type": "string", "format": "binary"}}}}}}
     return op
 
 

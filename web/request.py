@@ -13,7 +13,17 @@ from marshmallow import Schema, ValidationError
 from shared.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 
 MAX_BODY = 1024 * 1024
+# Routes that stream their own multipart body (attachments): nothing before the handler may read the body
+# (no form parsing, no CSRF form field: cookie sessions send the X-CSRF-Token header), and the handler
+# enforces its own size limit instead of MAX_BODY.
+STREAMED_BODY_ROUTES: set[str] = set()
+
+
 NO_BODY: Any = object()  # an empty body, as opposed to the JSON value null
+
+
+def streams_body(request: web.Request) -> bool:
+    return request.match_info.route.name in STREAMED_BODY_ROUTES
 
 
 def _reject_constant(name: str) -> None:

@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Iterable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from shared.errors import BadRequest
 from web.keys import SETTINGS
+from web.request import streams_body
 
 # Pages whose URL carries a one-time token: the Referer must not hand it to anything they link to.
 TOKEN_PAGES = ("/verify-email", "/reset-password")
@@ -102,10 +104,10 @@ async def hostile_input_middleware(request: web.Request, handler: Handler) -> we
     """
     if any(len(segment.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES for segment in request.path.split("/")):
         raise web.HTTPNotFound()
-    if request.content_type in FORM_TYPES:
+    if request.content_type in FORM_TYPES and not streams_body(request):
         try:
             await request.post()
-        except (UnicodeDecodeError, LookupError, ValueError):
+        except (UnicodeDecodeError, LookupError, ValueError, HttpProcessingError):  # e.g. a part's invalid header
             raise BadRequest("The form is malformed or not valid UTF-8") from None
     return await handler(request)
 

@@ -27,6 +27,7 @@ from shared.config import Settings
 from shared.errors import Forbidden
 from shared.security import JWT_ALGORITHM, AccessClaims, decode_claims
 from web.keys import SETTINGS
+from web.request import streams_body
 
 SESSION_COOKIE = "taskdeck_session"
 NONCE_COOKIE = "taskdeck_csrf"
@@ -95,6 +96,8 @@ async def submitted_csrf(request: web.Request) -> str:
     header = request.headers.get(CSRF_HEADER)
     if header:
         return header
+    if streams_body(request):  # a streamed upload form carries it in its action URL (web/pages/task_depth.py)
+        return request.query.get(CSRF_FIELD, "")
     if request.content_type in FORM_TYPES:
         return str((await request.post()).get(CSRF_FIELD, ""))
     return ""

@@ -194,8 +194,12 @@ class _Upload(io.RawIOBase):
 
     async def _send_full_parts(self) -> None:
         while len(self.buffer) >= self.part_size:
-            await self._send_part(bytes(self.buffer[:self.part_size]))
+            # One copy of the part, through a view (slicing the bytearray would make a second), taken out
+            # of the buffer before it is sent; the buffer keeps its allocation for the next part.
+            with memoryview(self.buffer) as view:
+                body = bytes(view[:self.part_size])
             del self.buffer[:self.part_size]
+            await self._send_part(body)
 
     async def _send_part(self, body: bytes) -> None:
         if self.upload_id is None:

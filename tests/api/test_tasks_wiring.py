@@ -24,7 +24,7 @@ async def test_openapi_documents_every_task_operation(client):
     assert any(p["name"] == "Idempotency-Key" for p in create["parameters"])
     list_params = {p["name"] for p in spec["paths"][TASKS]["get"]["parameters"]}
     assert list_params == {"status", "priority", "tag", "q", "due_before", "due_after", "overdue", "sort", "limit",
-                           "cursor", "owner_id", "project_id", "assignee_id"}
+                           "cursor", "owner_id", "project_id", "assignee_id", "parent_id"}
     assert "412" in spec["paths"][f"{TASKS}/{{id}}"]["patch"]["responses"]
 
 

@@ -107,8 +107,10 @@ async def test_upload_memory_stays_flat_whatever_the_size(s3_storage: S3Storage)
 
     await peak_for(1)  # the client's one-time set-up is not per upload
     small, big = await peak_for(16), await peak_for(64)
-    assert big < small + MiB, f"peak {small / MiB:.1f} MiB for 16 MiB, {big / MiB:.1f} MiB for 64 MiB"
-    assert big < 4 * PART  # a part being filled, one being sent, and the HTTP layer's copy
+    # Flat: 48 MiB more data may not cost more than a fraction of a part (the peak moves by ~2 MiB with
+    # where the last part falls against the HTTP layer's buffering, not with the size).
+    assert big < small + PART // 2, f"peak {small / MiB:.1f} MiB for 16 MiB, {big / MiB:.1f} MiB for 64 MiB"
+    assert big < 3 * PART  # the part being filled, its one copy being sent, and the HTTP layer's copy
 
 
 async def test_discard_partials_aborts_abandoned_uploads_by_age_and_prefix(s3_storage: S3Storage,
@@ -132,7 +134,7 @@ async def test_an_export_round_trip_through_web_worker_and_s3(aiohttp_client: An
     monkeypatch.setattr("shared.storage.s3.PART_SIZE", PART)
     client = await aiohttp_client(create_app(s3_settings))
     user = await make_user()
-    await seed_many(db, user.id, 60_000, description="x" * 150)  # ~13 MiB of CSV
+    await seed_many(db, user.id, 60_000, description="x" * 140)  # ~13 MiB of CSV
     job = await create_job(client, user, format="csv")
     worker = await run_jobs(s3_settings)
     assert worker.jobs_failed == 0

@@ -1,6 +1,7 @@
 """`taskdeck dev --s3`: exports go to an embedded S3 endpoint, end to end through web and worker processes."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -34,7 +35,8 @@ def test_dev_with_s3_stores_exports_in_the_bucket(tmp_path: Path) -> None:
                                {"email": "admin@taskdeck.localhost", "password": password})
         assert status == 200
         token = tokens["access_token"]
-        assert _http("POST", f"{base}/api/v1/tasks", {"title": "Stored on S3"}, token=token)[0] == 201
+        status, task = _http("POST", f"{base}/api/v1/tasks", {"title": "Stored on S3"}, token=token)
+        assert status == 201
         status, job = _http("POST", f"{base}/api/v1/exports", {"format": "csv"}, token=token)
         assert status == 202
         done = _wait_for(lambda: (lambda r: r[1] if r[1]["status"] == "succeeded" else None)(
@@ -43,6 +45,20 @@ def test_dev_with_s3_stores_exports_in_the_bucket(tmp_path: Path) -> None:
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.headers["Content-Disposition"].startswith("attachment; filename=")
             assert "Stored on S3" in response.read().decode()
+        # An attachment goes to the same bucket and comes back byte for byte.
+        payload = os.urandom(300_000)
+        body = (b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"notes.bin\"\r\n\r\n"
+                + payload + b"\r\n--b--\r\n")
+        request = urllib.request.Request(f"{base}/api/v1/tasks/{task['id']}/attachments", data=body, method="POST",
+                                         headers={"Authorization": f"Bearer {token}",
+                                                  "Content-Type": "multipart/form-data; boundary=b"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 201
+            attachment = json.loads(response.read())
+        request = urllib.request.Request(f"{base}{attachment['download_url']}",
+                                         headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.read() == payload and response.headers["X-Content-Type-Options"] == "nosniff"
         assert not (var / "exports").exists()  # nothing went to the local directory
     finally:
         process.send_signal(signal.SIGINT)

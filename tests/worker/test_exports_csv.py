@@ -61,7 +61,7 @@ async def test_every_task_one_row_with_a_header(client: Any, make_user: Any, db:
         "status": "todo", "priority": "high", "due_at": "2026-11-22T18:30:00Z", "tags": "work, q4",
         "created_at": "", "updated_at": "", "completed_at": "",
         "project_id": str(await db.fetchval("SELECT id FROM projects WHERE owner_id = $1 AND is_inbox", user.id)),
-        "assignee_id": ""}
+        "assignee_id": "", "parent_id": ""}
     assert rows[0]["title"] == "Ünïcödé ✓ 日本" and rows[0]["completed_at"].endswith("Z")
 
 

@@ -96,7 +96,24 @@ class AssigneeFilter(fields.Field):
         return number
 
 
+class ParentFilter(fields.Field):
+    """``parent_id`` in the list query: a task id (its direct subtasks), or ``none`` (top-level tasks)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int | str:
+        if value == "none":
+            return "none"
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ValidationError("A task id, or 'none'.") from None
+        if not 1 <= number <= tasks.MAX_ID:
+            raise ValidationError("A task id, or 'none'.")
+        return number
+
+
 STATUS, PRIORITY = validate.OneOf(tasks.STATUSES), validate.OneOf(tasks.PRIORITIES)
+RECURRENCE = {"description": "An RRULE: FREQ=DAILY|WEEKLY|MONTHLY|YEARLY with INTERVAL, BYDAY, BYMONTHDAY, "
+                             "BYMONTH, COUNT (1..1000) or UNTIL, e.g. FREQ=WEEKLY;BYDAY=MO,TH; needs due_at"}
 
 
 class TaskCreateSchema(Schema):
@@ -110,6 +127,9 @@ class TaskCreateSchema(Schema):
     project_id = fields.Integer(strict=True, validate=ID, metadata={"description": "Default: your Inbox"})
     assignee_id = fields.Integer(strict=True, allow_none=True, validate=ID, load_default=None,
                                  metadata={"description": "A member of the project"})
+    parent_id = fields.Integer(strict=True, allow_none=True, validate=ID, load_default=None,
+                               metadata={"description": "A task of the same project (at most 4 levels)"})
+    recurrence = Text(allow_none=True, load_default=None, validate=validate.Length(1, 500), metadata=RECURRENCE)
 
 
 class TaskUpdateSchema(Schema):
@@ -124,6 +144,8 @@ class TaskUpdateSchema(Schema):
     project_id = fields.Integer(strict=True, validate=ID,
                                 metadata={"description": "Moves the task (editor on both projects)"})
     assignee_id = fields.Integer(strict=True, allow_none=True, validate=ID)
+    parent_id = fields.Integer(strict=True, allow_none=True, validate=ID)
+    recurrence = Text(allow_none=True, validate=validate.Length(1, 500), metadata=RECURRENCE)
 
 
 class TaskOutSchema(Schema):
@@ -133,13 +155,16 @@ class TaskOutSchema(Schema):
     owner_id = fields.Integer(required=True, metadata={"description": "The task's creator"})
     project_id = fields.Integer(required=True)
     assignee_id = fields.Integer(required=True, allow_none=True)
+    parent_id = fields.Integer(required=True, allow_none=True)
     title = fields.String(required=True)
     description = fields.String(required=True)
     status = fields.String(required=True, validate=STATUS)
     priority = fields.String(required=True, validate=PRIORITY)
     due_at = fields.DateTime(required=True, allow_none=True)
+    recurrence = fields.String(required=True, allow_none=True)
     tags = fields.List(fields.String(), required=True)
     comment_count = fields.Integer(required=True)
+    attachment_count = fields.Integer(required=True)
     created_at = fields.DateTime(required=True)
     updated_at = fields.DateTime(required=True)
     completed_at = fields.DateTime(required=True, allow_none=True)
@@ -175,6 +200,7 @@ class TaskFilterSchema(Schema):
     overdue = QueryBoolean()
     project_id = fields.Integer(validate=ID)
     assignee_id = AssigneeFilter(metadata={"description": "A user id, or `me`"})
+    parent_id = ParentFilter(metadata={"description": "A task id (its direct subtasks), or `none` (top-level)"})
 
     @validates("q")
     def _few_words(self, value: str, **kwargs: Any) -> None:
@@ -336,7 +362,7 @@ async def update_task(request: web.Request) -> web.Response:
 
 @api(tags=TAGS, auth="user", conditional="write", errors=(403,), responses={204: ok("Deleted")})
 async def delete_task(request: web.Request) -> web.Response:
-    """Delete a task."""
+    """Move a task and its subtasks to the trash (restore with POST /api/v1/tasks/{id}/restore)."""
     auth = await authenticate(request)
     async with request.app[DB].write.acquire() as conn:
         result = await tasks.delete_task(conn, task_id=_task_id(request), user_id=auth.user_id,

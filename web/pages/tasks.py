@@ -20,7 +20,7 @@ from shared.mail import outbox
 from web.api.tasks import CREATE_SCHEMA, LIST_QUERY_SCHEMA, UPDATE_SCHEMA
 from web.auth import AuthContext
 from web.keys import ARQ, CACHE, DB, SETTINGS
-from web.pages import task_collab
+from web.pages import task_collab, task_depth
 from web.pages.common import (
     chosen,
     field_errors,
@@ -84,6 +84,9 @@ def load_task(schema: Schema, form: MultiDictProxy[Any], zone: str) -> dict[str,
             data[name] = None if value == "" else int(value) if value.isdigit() and len(value) < 20 else value
     if data.get("project_id", 0) is None:
         del data["project_id"]  # "no change": a task always has a project
+    sent, rule = task_depth.rule_from_form(form)
+    if sent:
+        data["recurrence"] = rule
     return load_form(schema, data, errors)
 
 
@@ -181,7 +184,8 @@ async def _task_page(request: web.Request, auth: AuthContext, conn: Any) -> dict
                                          is_admin=auth.is_admin)
     return {"task": _item(task["body"], datetime.now(timezone.utc)), "etag": tasks.etag(task),
             "statuses": tasks.STATUSES, "priorities": tasks.PRIORITIES,
-            **await task_collab.collaboration(conn, task, auth, request.app[SETTINGS].secret_key)}
+            **await task_collab.collaboration(conn, task, auth, request.app[SETTINGS].secret_key),
+            **await task_depth.depth(conn, task, auth, request.app[SETTINGS].secret_key)}
 
 
 async def show_task(request: web.Request) -> web.Response:
@@ -248,7 +252,7 @@ async def delete_task(request: web.Request) -> web.Response:
         result = await tasks.delete_task(conn, task_id=_task_id(request), user_id=auth.user_id,
                                          is_admin=auth.is_admin)
     await written(request, result)
-    return redirect(request, "/tasks", "Task deleted.")
+    return redirect(request, "/tasks", "Task deleted. It stays in the Trash for 30 days, with its subtasks.")
 
 
 def setup_routes(app: web.Application) -> None:
@@ -260,3 +264,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get(r"/tasks/{id:\d{1,19}}/delete", confirm_delete, name="page-task-delete")
     app.router.add_post(r"/tasks/{id:\d{1,19}}/delete", delete_task)
     task_collab.setup_routes(app)
+    task_depth.setup_routes(app)

@@ -4,6 +4,7 @@
 //   CSRF token); a finished task moves to the "Done" list and back
 // - export/report progress updated in place (polling the job's JSON resource), expiry included
 // - keyboard shortcuts: n (new task), / (search), ? (the list of shortcuts); never while typing in a field
+// - file uploads with a progress bar (XMLHttpRequest to the JSON API: fetch reports no upload progress)
 (function () {
   "use strict";
   document.documentElement.classList.add("js");
@@ -233,6 +234,47 @@
     }
   }
 
-  function start() { setupTimeZone(); setupStatusForms(); setupJobs(); setupShortcuts(); }
+  function setupUploads() {
+    document.querySelectorAll("form[data-upload]").forEach(function (form) {
+      form.addEventListener("submit", function (event) {
+        var input = form.querySelector('input[type="file"]');
+        if (!input || !input.files.length) { return; }  // the browser's own "required" message
+        event.preventDefault();
+        var bar = form.querySelector("progress");
+        var button = form.querySelector('button[type="submit"]');
+        var body = new FormData();
+        body.append("file", input.files[0]);
+        var request = new XMLHttpRequest();
+        request.open("POST", form.getAttribute("data-upload"));
+        request.setRequestHeader("X-CSRF-Token", csrf);
+        request.setRequestHeader("Accept", "application/json");
+        request.upload.addEventListener("progress", function (e) {
+          if (bar && e.lengthComputable) { bar.max = e.total; bar.value = e.loaded; }
+        });
+        request.addEventListener("load", function () {
+          if (request.status === 201) { window.location.hash = "files"; window.location.reload(); return; }
+          var detail = "The upload failed.";
+          try { detail = JSON.parse(request.responseText).detail || detail; } catch (e) { /* not JSON */ }
+          try {
+            var errors = JSON.parse(request.responseText).errors;
+            if (errors && errors.file) { detail = errors.file.join(" "); }
+          } catch (e) { /* not JSON */ }
+          announce(detail);
+          window.alert(detail);
+          if (button) { button.disabled = false; }
+          if (bar) { bar.hidden = true; }
+        });
+        request.addEventListener("error", function () {
+          announce("The upload was interrupted.");
+          if (button) { button.disabled = false; }
+        });
+        if (bar) { bar.hidden = false; bar.value = 0; }
+        if (button) { button.disabled = true; }
+        request.send(body);
+      });
+    });
+  }
+
+  function start() { setupTimeZone(); setupStatusForms(); setupJobs(); setupShortcuts(); setupUploads(); }
   if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", start); } else { start(); }
 })();
