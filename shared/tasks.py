@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 
 import asyncpg
 
-from shared import notify, rights
+from shared import events, notify, rights
 from shared.db.pagination import decode_cursor, page
 from shared.errors import Forbidden, NotFound, PreconditionFailed, ValidationFailed, field_error
 
@@ -74,6 +74,9 @@ WITH target AS (
            CASE WHEN $4::task_status = 'done' THEN now() END
     FROM target WHERE target.role >= 'editor' AND target.assignee_ok
     RETURNING {RETURNING}
+), event AS (
+    {events.cte("task.created", source="created", project="created.project_id", task="created.id", actor="$1",
+                data="created.body")}
 )
 SELECT target.role, target.assignee_ok, target.audience, created.* FROM target LEFT JOIN created ON true
 """
@@ -307,6 +310,13 @@ async def update_task(conn: asyncpg.Connection, *, task_id: int, user_id: int, i
                                   changes.get("status"), changes.get("priority"), "due_at" in changes,
                                   changes.get("due_at"), changes.get("tags"), project_id,
                                   "assignee_id" in changes, assignee_id)
+        completed = changes.get("status") == "done" and json.loads(task["body"])["status"] != "done"
+        kind = "task.completed" if completed else "task.updated"
+        await events.record(conn, kind, project_id=row["project_id"], task_id=task_id, actor_id=user_id,
+                            data=row["body"])
+        if target is not None:  # the old project's members see it leave
+            await events.record(conn, kind, project_id=task["project_id"], task_id=task_id, actor_id=user_id,
+                                data=row["body"])
         mails = ()
         if row["assignee_id"] not in (None, task["assignee_id"]):
             mails = (await notify.task_assigned(conn, task=row, actor_id=user_id),)
@@ -321,6 +331,8 @@ async def delete_task(conn: asyncpg.Connection, *, task_id: int, user_id: int, i
                                        for_update=True, needed=rights.EDITOR)
         _check_precondition(task, if_match)
         await conn.execute(DELETE_TASK, task_id)
+        await events.record(conn, "task.deleted", project_id=task["project_id"], task_id=task_id, actor_id=user_id,
+                            data={"id": task_id})
     return Written(task, _audience(task))
 
 

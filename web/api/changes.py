@@ -1,0 +1,68 @@
+"""/api/v1/changes: the caller's change feed after a cursor (shared.events decides what and in which order).
+
+Read from the primary, never a replica: the cursor's argument (docs/changes.md) rests on the snapshot
+horizon of the server that answers, and a replica's snapshot lags the commits it has not replayed.
+"""
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+from marshmallow import Schema, fields, validate
+
+from shared import events
+from web.auth import authenticate
+from web.keys import DB, SETTINGS
+from web.openapi import api, ok
+from web.request import load_query
+from web.schemas import Text
+
+TAGS = ("changes",)
+JSON_TYPE = "application/json; charset=utf-8"
+MAX_LIMIT = 500
+
+
+class ActorSchema(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True, allow_none=True)
+
+
+class EventOutSchema(Schema):
+    id = fields.String(required=True, metadata={"description": "Opaque; also a cursor (`since`) right after it"})
+    type = fields.String(required=True, validate=validate.OneOf(events.TYPES))
+    project_id = fields.Integer(required=True)
+    task_id = fields.Integer(required=True, allow_none=True)
+    actor = fields.Nested(ActorSchema, required=True, allow_none=True)
+    at = fields.DateTime(required=True)
+    data = fields.Dict(required=True, metadata={"description": "The object after the change ({id} for a deletion)"})
+
+
+class ChangesPageSchema(Schema):
+    items = fields.List(fields.Nested(EventOutSchema), required=True)
+    next_cursor = fields.String(required=True)
+
+
+class ChangesQuerySchema(Schema):
+    since = Text(load_default=None, validate=validate.Length(max=1000),
+                 metadata={"description": "A next_cursor or event id you were sent; without it: the cursor of now"})
+    limit = fields.Integer(load_default=100, validate=validate.Range(1, MAX_LIMIT))
+
+
+QUERY = ChangesQuerySchema()
+
+
+@api(tags=TAGS, auth="user", query=ChangesQuerySchema, errors=(410,),
+     responses={200: ok("Your projects' events after `since`, oldest first", ChangesPageSchema)})
+async def list_changes(request: web.Request) -> web.Response:
+    """The events of your projects after a cursor, oldest first; walking it never skips or repeats one."""
+    auth = await authenticate(request)
+    query = load_query(request, QUERY)
+    async with request.app[DB].write.acquire() as conn:
+        items, cursor = await events.changes(conn, secret=request.app[SETTINGS].secret_key, user_id=auth.user_id,
+                                             since=query["since"], limit=query["limit"])
+    body = json.dumps({"items": items, "next_cursor": cursor}, separators=(",", ":"))
+    return web.Response(status=200, text=body, headers={"Content-Type": JSON_TYPE})
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/changes", list_changes, name="changes")
