@@ -26,7 +26,8 @@ TYPES = ("task.created", "task.updated", "task.completed", "task.deleted", "task
          "project.created", "project.updated", "project.deleted", "member.added", "member.updated",
          "member.removed")
 COLUMNS = "type, project_id, task_id, actor_id, data, also"
-INSERT = f"INSERT INTO events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5::jsonb, $6::bigint[])"
+# `$5::text`: the data arrives as JSON text (the pools' jsonb codec would encode it a second time).
+INSERT = f"INSERT INTO events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5::text::jsonb, $6::bigint[])"
 DOORBELL_CHANNEL = "events:doorbell"
 
 # The feed position below which every transaction has ended (committed or aborted): see docs/changes.md.
@@ -54,16 +55,20 @@ LEFT JOIN (page JOIN events AS e ON e.id = page.id LEFT JOIN users AS u ON u.id 
 ORDER BY e.xid, e.id
 """
 SELECT_HORIZON = f"SELECT {HORIZON}::text::bigint"
-SELECT_RETAINED = "SELECT xid::text::bigint AS xid, id FROM events_retention"
+SELECT_RETAINED = ("SELECT COALESCE(max(xid::text::bigint), 0) AS xid, COALESCE(max(id), 0) AS id "
+                   "FROM events_retention")
 # Retention: the oldest rows first, a bounded batch per statement; the watermark keeps the highest deleted.
 DELETE_OLD = """
 WITH gone AS (
     DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < $1 ORDER BY at LIMIT $2)
     RETURNING xid, id
-), top AS (SELECT xid, id FROM gone ORDER BY xid DESC, id DESC LIMIT 1)
-UPDATE events_retention AS r SET xid = top.xid, id = top.id FROM top
-WHERE (top.xid, top.id) > (r.xid, r.id)
-RETURNING (SELECT count(*) FROM gone)
+), top AS (SELECT xid, id FROM gone ORDER BY xid DESC, id DESC LIMIT 1),
+mark AS (
+    INSERT INTO events_retention AS r (xid, id) SELECT xid, id FROM top
+    ON CONFLICT (only_row) DO UPDATE SET xid = excluded.xid, id = excluded.id
+    WHERE (excluded.xid, excluded.id) > (r.xid, r.id)
+)
+SELECT count(*) FROM gone
 """
 COUNT_OLD = "SELECT count(*) FROM (SELECT 1 FROM events WHERE at < $1 LIMIT $2) AS old"
 INVALID = {"since": ["Invalid cursor; use a next_cursor or event id you were sent"]}
@@ -98,7 +103,8 @@ def _default(value: Any) -> Any:
 
 
 def rfc3339(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """As the API writes timestamps (web.request.rfc3339): UTC, a trailing Z, a fraction only when there is one."""
+    return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat() + "Z"
 
 
 @dataclass(frozen=True)
