@@ -144,34 +144,48 @@ def event_out(secret: str, user_id: int, row: asyncpg.Record) -> dict[str, Any]:
             "at": rfc3339(row["at"]), "data": json.loads(row["data"])}
 
 
-async def now_cursor(conn: asyncpg.Connection, secret: str, user_id: int) -> str:
-    """The cursor of now: everything after it is yet to be read (no event of a running transaction is before it)."""
-    return encode(secret, user_id, Position(await conn.fetchval(SELECT_HORIZON), 0))
+async def horizon(conn: asyncpg.Connection) -> Position:
+    """The position of now: no event of a transaction still running sorts before it."""
+    return Position(await conn.fetchval(SELECT_HORIZON), 0)
 
 
-async def changes(conn: asyncpg.Connection, *, secret: str, user_id: int, since: str | None,
-                  limit: int) -> tuple[list[dict[str, Any]], str]:
-    """The user's events after ``since``, oldest first, and the cursor to continue from.
+async def start(conn: asyncpg.Connection, *, secret: str, user_id: int, since: str | None) -> Position:
+    """Where a reader of ``user_id`` starts: after ``since``, or now without one.
 
-    Must run on the primary: the horizon of a replica's snapshot is the primary's as replayed, and
-    the argument in docs/changes.md is made for one server's snapshots.
     :raises ValidationFailed: a cursor not made for this user; Gone: retention deleted events after it.
     """
     if since is None:
-        return [], await now_cursor(conn, secret, user_id)
+        return await horizon(conn)
     after = decode(secret, user_id, since)
     retained = await conn.fetchrow(SELECT_RETAINED)
     if (after.xid, after.id) < (retained["xid"], retained["id"]):
         raise Gone("This cursor is older than the change feed keeps; reload everything and start again")
+    return after
+
+
+async def read(conn: asyncpg.Connection, *, user_id: int, after: Position,
+               limit: int) -> tuple[list[asyncpg.Record], Position]:
+    """Up to ``limit`` of the user's event rows after ``after``, oldest first, and where to continue.
+
+    Must run on the primary: the argument in docs/changes.md is made for the snapshots of one server.
+    """
     rows = await conn.fetch(SELECT_CHANGES, user_id, str(after.xid), after.id, limit)
-    horizon = rows[0]["horizon"]
+    top = rows[0]["horizon"]
     items = [row for row in rows if row["id"] is not None]
-    if len(items) == limit:
-        last = Position(items[-1]["xid"], items[-1]["id"])
-    else:  # all of the user's events below the horizon were read: continue from the horizon
-        last = max(Position(items[-1]["xid"], items[-1]["id"]) if items else after,
-                   Position(horizon, 0), key=lambda p: (p.xid, p.id))
-    return [event_out(secret, user_id, row) for row in items], encode(secret, user_id, last)
+    last = Position(items[-1]["xid"], items[-1]["id"]) if items else after
+    if len(items) < limit and (top, 0) > (last.xid, last.id):
+        last = Position(top, 0)  # every event of the user below the horizon was read: continue from it
+    return items, last
+
+
+async def changes(conn: asyncpg.Connection, *, secret: str, user_id: int, since: str | None,
+                  limit: int) -> tuple[list[dict[str, Any]], str]:
+    """The user's events after ``since`` as the API shows them, oldest first, and the cursor to continue from."""
+    after = await start(conn, secret=secret, user_id=user_id, since=since)
+    if since is None:
+        return [], encode(secret, user_id, after)
+    rows, last = await read(conn, user_id=user_id, after=after, limit=limit)
+    return [event_out(secret, user_id, row) for row in rows], encode(secret, user_id, last)
 
 
 async def delete_expired(conn: asyncpg.Connection, *, older_than: datetime, batch: int) -> int:

@@ -1,0 +1,116 @@
+"""The live streams' doorbell: one Redis pub/sub subscription per web process, and the ring after a write.
+
+Redis pub/sub is at-most-once, so it carries nothing but "something changed": a ring wakes every open
+stream of this process, and each stream then reads its user's events from the feed (shared.events). A
+lost ring costs latency (streams also look at the feed every ``POLL_SECONDS``), never an event.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import AsyncIterator
+
+from aiohttp import web
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from shared.events import DOORBELL_CHANNEL
+from shared.observability.metrics import DOORBELL_ERRORS, EVENT_STREAMS_OPEN
+from web.keys import AUTH, REDIS, SETTINGS
+
+logger = logging.getLogger("app.live")
+POLL_SECONDS = 5.0  # the longest a stream waits without a ring
+RECONNECT_SECONDS = 1.0
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class Hub:
+    """This process's open streams, each with the event that wakes it."""
+
+    def __init__(self) -> None:
+        self.wakers: set[asyncio.Event] = set()
+        self.closing = False
+        self._ringing: asyncio.Task[None] | None = None
+
+    def open(self) -> asyncio.Event:
+        waker = asyncio.Event()
+        self.wakers.add(waker)
+        EVENT_STREAMS_OPEN.inc()
+        return waker
+
+    def close(self, waker: asyncio.Event) -> None:
+        if waker in self.wakers:
+            self.wakers.discard(waker)
+            EVENT_STREAMS_OPEN.dec()
+
+    def wake_all(self) -> None:
+        for waker in self.wakers:
+            waker.set()
+
+    def shut_down(self) -> None:
+        """SIGTERM: every stream ends now with a retry hint, so draining does not wait for them."""
+        self.closing = True
+        self.wake_all()
+
+    async def listen(self, redis_url: str) -> None:
+        """Ring the local streams on every doorbell message; resubscribe after a Redis failure."""
+        while True:
+            client = Redis.from_url(redis_url, socket_connect_timeout=2)
+            try:
+                async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(DOORBELL_CHANNEL)
+                    self.wake_all()  # rings may have been missed while (re)subscribing
+                    while True:
+                        message = await pubsub.get_message(timeout=POLL_SECONDS)
+                        if message is not None:
+                            self.wake_all()
+            except (RedisError, OSError):
+                DOORBELL_ERRORS.inc()
+                logger.warning("doorbell subscription lost; streams poll the feed until it is back", exc_info=True)
+                await asyncio.sleep(RECONNECT_SECONDS)
+            finally:
+                await client.aclose()
+
+    def ring_later(self, redis: Redis) -> None:
+        """Publish one ring after a write, without delaying its response; rings coalesce while one is in flight
+        (the streams read everything new anyway)."""
+        if self._ringing is not None and not self._ringing.done():
+            return
+        self._ringing = asyncio.create_task(_publish(redis))
+
+
+async def _publish(redis: Redis) -> None:
+    try:
+        await redis.publish(DOORBELL_CHANNEL, b"")
+    except (RedisError, OSError):
+        DOORBELL_ERRORS.inc()
+        logger.warning("could not ring the doorbell; streams see the change within %s s", POLL_SECONDS)
+
+
+HUB = web.AppKey("live_hub", Hub)
+
+
+async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
+    hub = app[HUB] = Hub()
+    listener = asyncio.create_task(hub.listen(app[SETTINGS].redis_url), name="doorbell")
+    yield
+    listener.cancel()
+    await asyncio.gather(listener, return_exceptions=True)
+
+
+async def on_shutdown(app: web.Application) -> None:
+    app[HUB].shut_down()
+
+
+@web.middleware
+async def doorbell_middleware(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
+    """After a successful write by a signed-in caller, ring: its event (if any) has committed by now."""
+    response = await handler(request)
+    if request.method in UNSAFE_METHODS and response.status < 400 and request.get(AUTH) is not None:
+        request.app[HUB].ring_later(request.app[REDIS])
+    return response
+
+
+def setup(app: web.Application) -> None:
+    app.cleanup_ctx.append(hub_ctx)
+    app.on_shutdown.append(on_shutdown)
