@@ -11,6 +11,7 @@ from aiohttp import web
 from marshmallow import Schema, fields, validate
 
 from shared import events
+from shared.observability.metrics import EVENTS_SERVED
 from web.auth import authenticate
 from web.keys import DB, SETTINGS
 from web.openapi import api, ok
@@ -60,6 +61,9 @@ async def list_changes(request: web.Request) -> web.Response:
     async with request.app[DB].write.acquire() as conn:
         items, cursor = await events.changes(conn, secret=request.app[SETTINGS].secret_key, user_id=auth.user_id,
                                              since=query["since"], limit=query["limit"])
+    if items:  # what was sent reads back through any replica (the read rule in API.md)
+        await request.app[DB].wrote(auth.user_id)
+        EVENTS_SERVED.inc(len(items))
     body = json.dumps({"items": items, "next_cursor": cursor}, separators=(",", ":"))
     return web.Response(status=200, text=body, headers={"Content-Type": JSON_TYPE})
 
