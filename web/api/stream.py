@@ -16,6 +16,7 @@ import uuid
 
 from aiohttp import web
 from aiohttp_sse import sse_response
+from marshmallow import Schema, validate
 from redis.exceptions import RedisError
 
 from shared import events
@@ -25,6 +26,8 @@ from web.auth import authenticate, recheck
 from web.keys import DB, REDIS, SETTINGS
 from web.live import HUB, POLL_SECONDS
 from web.openapi import api, ok
+from web.request import load_query
+from web.schemas import Text
 
 logger = logging.getLogger("app.stream")
 TAGS = ("changes",)
@@ -77,13 +80,22 @@ class StreamSlot:
             pass  # it goes stale within STREAM_STALE
 
 
-@api(tags=TAGS, auth="user", errors=(410, 429),
-     responses={200: ok("`text/event-stream`: each event with `id:`, `event:` (its type) and `data:` (the event)")})
+class StreamQuerySchema(Schema):
+    since = Text(load_default=None, validate=validate.Length(max=1000),
+                 metadata={"description": "Resume after this event id or cursor (the Last-Event-ID header wins)"})
+
+
+QUERY = StreamQuerySchema()
+STREAM = {"text/event-stream": {"schema": {"type": "string"}}}
+
+
+@api(tags=TAGS, auth="user", query=StreamQuerySchema, errors=(410,),
+     responses={200: ok("Each event with `id:`, `event:` (its type) and `data:` (the event)", content=STREAM)})
 async def event_stream(request: web.Request) -> web.StreamResponse:
     """Your projects' events, live. Resumes after `Last-Event-ID` (or `?since=`); a comment line every 15 s."""
     auth = await authenticate(request)
     settings, db, hub = request.app[SETTINGS], request.app[DB], request.app[HUB]
-    since = request.headers.get("Last-Event-ID") or request.query.get("since") or None
+    since = request.headers.get("Last-Event-ID") or load_query(request, QUERY)["since"]
     async with db.write.acquire() as conn:
         position = await events.start(conn, secret=settings.secret_key, user_id=auth.user_id, since=since)
     slot = StreamSlot(request, auth.user_id)
