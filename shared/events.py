@@ -29,6 +29,8 @@ COLUMNS = "type, project_id, task_id, actor_id, data, also"
 # `$5::text`: the data arrives as JSON text (the pools' jsonb codec would encode it a second time).
 INSERT = f"INSERT INTO events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5::text::jsonb, $6::bigint[])"
 DOORBELL_CHANNEL = "events:doorbell"
+# A cursor we make is about 60 characters; the limit keeps a percent-encoded one far below the request line limit.
+MAX_CURSOR = 200
 
 # The feed position below which every transaction has ended (committed or aborted): see docs/changes.md.
 HORIZON = "pg_snapshot_xmin(pg_current_snapshot())"
@@ -125,7 +127,7 @@ def encode(secret: str, user_id: int, position: Position) -> str:
 
 def decode(secret: str, user_id: int, cursor: str) -> Position:
     """A cursor or event id the user was sent; anything else (another user's, forged, garbled) is a 422."""
-    if len(cursor) > 200:
+    if len(cursor) > MAX_CURSOR:
         raise ValidationFailed(INVALID)
     try:
         values = decode_cursor(secret, scope(user_id), cursor)

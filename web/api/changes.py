@@ -46,7 +46,7 @@ class ChangesPageSchema(Schema):
 
 
 class ChangesQuerySchema(Schema):
-    since = Text(load_default=None, validate=validate.Length(max=1000),
+    since = Text(load_default=None, validate=validate.Length(max=events.MAX_CURSOR),
                  metadata={"description": "A next_cursor or event id you were sent; without it: the cursor of now"})
     limit = fields.Integer(load_default=100, validate=validate.Range(1, MAX_LIMIT))
 

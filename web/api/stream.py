@@ -81,7 +81,7 @@ class StreamSlot:
 
 
 class StreamQuerySchema(Schema):
-    since = Text(load_default=None, validate=validate.Length(max=1000),
+    since = Text(load_default=None, validate=validate.Length(max=events.MAX_CURSOR),
                  metadata={"description": "Resume after this event id or cursor (the Last-Event-ID header wins)"})
 
 
