@@ -82,6 +82,7 @@ class Settings:
     metrics_token: str | None = None  # guards /metrics and the detail of /ready (web/ops_access.py)
     outbox_retention_days: int = 30
     changes_retention_days: int = 30  # the change feed (shared/events.py); an older cursor is 410
+    audit_retention_days: int = 365  # the site audit log (shared/audit.py)
     events_max_streams: int = 10  # open /api/v1/events streams per user
     # Protection (web.ratelimit, shared.cache): limits in the `limits` library's notation.
     rate_limits: bool = True
@@ -134,6 +135,7 @@ class Settings:
             metrics_token=reader.token("METRICS_TOKEN"),
             outbox_retention_days=reader.integer("OUTBOX_RETENTION_DAYS", cls.outbox_retention_days, 1, 3650),
             changes_retention_days=reader.integer("CHANGES_RETENTION_DAYS", cls.changes_retention_days, 1, 3650),
+            audit_retention_days=reader.integer("AUDIT_RETENTION_DAYS", cls.audit_retention_days, 1, 3650),
             events_max_streams=reader.integer("EVENTS_MAX_STREAMS", cls.events_max_streams, 1, 1000),
             rate_limits=reader.switch("RATE_LIMITS", cls.rate_limits),
             rate_limit_login=reader.rate("RATE_LIMIT_LOGIN", cls.rate_limit_login),

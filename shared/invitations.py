@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from shared import events, rights
+from shared import audit, events, rights
 from shared.config import Settings
 from shared.db.pagination import decode_id_cursor, page
 from shared.errors import Conflict, Forbidden, Gone, NotFound
@@ -127,5 +127,7 @@ async def accept(conn: asyncpg.Connection, *, token: str, user_id: int) -> Chang
         await conn.execute(TOUCH, project_id)
         await events.record(conn, "member.added", project_id=project_id, actor_id=user_id,
                             data=member_out(await get_member(conn, project_id, user_id)))
+        await audit.record(conn, "member.added", actor_id=user_id, subject_type="project", subject_id=project_id,
+                           detail={"user_id": user_id, "role": invitation["role"], "invitation_id": invitation["id"]})
         project = await get_project(conn, project_id=project_id, user_id=user_id, is_admin=False, for_update=True)
     return Changed(project, frozenset(project["audience"] or ()))

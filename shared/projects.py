@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from shared import events, rights
+from shared import audit, events, rights
 from shared.db.pagination import decode_id_cursor, page
 from shared.errors import Conflict, Forbidden, NotFound, PreconditionFailed
 from shared.tasks import MAX_ID, etag_matches
@@ -160,6 +160,8 @@ async def delete_project(conn: asyncpg.Connection, *, project_id: int, user_id: 
         await conn.execute(DELETE_PROJECT, project_id)
         await events.record(conn, "project.deleted", project_id=project_id, actor_id=user_id, data={"id": project_id},
                             also=row["audience"] or ())
+        await audit.record(conn, "project.deleted", actor_id=user_id, subject_type="project", subject_id=project_id,
+                           detail={"name": row["name"]})
     return Changed(None, _audience(row))
 
 
@@ -198,6 +200,8 @@ async def change_role(conn: asyncpg.Connection, *, project_id: int, user_id: int
                 old_owner = await get_member(conn, project_id, project["owner_id"])
                 await events.record(conn, "member.updated", project_id=project_id, actor_id=user_id,
                                     data=member_out(old_owner))
+                await audit.record(conn, "project.owner_changed", actor_id=user_id, subject_type="project",
+                                   subject_id=project_id, detail={"from": project["owner_id"], "to": member_id})
         else:
             if target["role"] == rights.OWNER:
                 raise Conflict("The owner's role changes only by handing the project to another member")
@@ -208,6 +212,8 @@ async def change_role(conn: asyncpg.Connection, *, project_id: int, user_id: int
         member = member_out(await get_member(conn, project_id, member_id))
         if member["role"] != target["role"]:
             await events.record(conn, "member.updated", project_id=project_id, actor_id=user_id, data=member)
+            await audit.record(conn, "member.updated", actor_id=user_id, subject_type="project", subject_id=project_id,
+                               detail={"user_id": member_id, "role": member["role"]})
         return Changed(member, _audience(project))
 
 
@@ -228,4 +234,6 @@ async def remove_member(conn: asyncpg.Connection, *, project_id: int, user_id: i
         await conn.execute(TOUCH, project_id)
         await events.record(conn, "member.removed", project_id=project_id, actor_id=user_id,
                             data=member_out(target), also=(member_id,))
+        await audit.record(conn, "member.removed", actor_id=user_id, subject_type="project", subject_id=project_id,
+                           detail={"user_id": member_id, "role": target["role"]})
     return Changed(None, _audience(project, member_id))

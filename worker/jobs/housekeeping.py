@@ -7,7 +7,7 @@ from typing import Any
 
 from arq import cron
 
-from shared import events
+from shared import audit, events
 from shared.idempotency import delete_expired_idempotency_keys
 
 logger = logging.getLogger("app.worker.housekeeping")
@@ -42,7 +42,23 @@ async def purge_events(ctx: dict[str, Any]) -> int:
     return total
 
 
+async def purge_audit(ctx: dict[str, Any]) -> int:
+    """Delete audit entries older than AUDIT_RETENTION_DAYS, in bounded batches (the only delete the log allows)."""
+    cutoff = datetime.now(timezone.utc) - timedelta(days=ctx["settings"].audit_retention_days)
+    total = 0
+    async with ctx["db"].write.acquire() as conn:
+        for _ in range(EVENT_BATCHES):
+            deleted = await audit.delete_expired(conn, older_than=cutoff, batch=EVENT_BATCH)
+            total += deleted
+            if deleted < EVENT_BATCH:
+                break
+    if total:
+        logger.info("deleted %d expired audit entries", total)
+    return total
+
+
 CRON_JOBS = [
+    cron(purge_audit, name="purge_audit", hour=4, minute=41, second=0, unique=True, timeout=300),
     cron(purge_events, name="purge_events", minute=set(range(3, 60, 10)), second=0, unique=True, timeout=300),
     cron(purge_idempotency_keys, name="purge_idempotency_keys", minute=17, second=0, unique=True, timeout=300),
 ]
