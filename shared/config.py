@@ -83,6 +83,8 @@ class Settings:
     outbox_retention_days: int = 30
     changes_retention_days: int = 30  # the change feed (shared/events.py); an older cursor is 410
     audit_retention_days: int = 365  # the site audit log (shared/audit.py)
+    webhook_allow_private: bool = False  # development and tests: http:// and non-public addresses
+    webhook_delivery_retention_days: int = 30
     events_max_streams: int = 10  # open /api/v1/events streams per user
     # Protection (web.ratelimit, shared.cache): limits in the `limits` library's notation.
     rate_limits: bool = True
@@ -136,6 +138,9 @@ class Settings:
             outbox_retention_days=reader.integer("OUTBOX_RETENTION_DAYS", cls.outbox_retention_days, 1, 3650),
             changes_retention_days=reader.integer("CHANGES_RETENTION_DAYS", cls.changes_retention_days, 1, 3650),
             audit_retention_days=reader.integer("AUDIT_RETENTION_DAYS", cls.audit_retention_days, 1, 3650),
+            webhook_allow_private=reader.switch("WEBHOOK_ALLOW_PRIVATE", cls.webhook_allow_private),
+            webhook_delivery_retention_days=reader.integer(
+                "WEBHOOK_DELIVERY_RETENTION_DAYS", cls.webhook_delivery_retention_days, 1, 3650),
             events_max_streams=reader.integer("EVENTS_MAX_STREAMS", cls.events_max_streams, 1, 1000),
             rate_limits=reader.switch("RATE_LIMITS", cls.rate_limits),
             rate_limit_login=reader.rate("RATE_LIMIT_LOGIN", cls.rate_limit_login),

@@ -23,7 +23,7 @@ from shared.observability.logs import configure_logging
 from shared.storage import storage_from_settings
 from worker.jobs import accounts as account_jobs
 from worker.metrics_server import serve_metrics
-from worker.jobs import cleanup, housekeeping, reminders
+from worker.jobs import cleanup, housekeeping, reminders, webhooks
 from worker.jobs import exports as export_jobs
 from worker.jobs import reports as report_jobs
 from worker.jobs.email import MAX_ATTEMPTS, send_email
@@ -91,6 +91,7 @@ class WorkerSettings:
         *housekeeping.CRON_JOBS,
         *cleanup.CRON_JOBS,
         *reminders.CRON_JOBS,
+        *webhooks.CRON_JOBS,
     ]
     on_startup = startup
     on_shutdown = shutdown

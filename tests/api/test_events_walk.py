@@ -33,6 +33,10 @@ API_ROUTES: dict[tuple[str, str], tuple[str, ...] | str] = {
     ("POST", "/api/v1/reports"): "a job of the caller's, no project change",
     ("PATCH", "/api/v1/users/me"): "an account change (audit, not the feed)",
     ("PATCH", "/api/v1/admin/users/{id}"): "an account change (audit, not the feed)",
+    ("POST", "/api/v1/webhooks"): "a subscription of the caller's (audit)",
+    ("PATCH", "/api/v1/webhooks/{id}"): "a subscription of the caller's",
+    ("DELETE", "/api/v1/webhooks/{id}"): "a subscription of the caller's (audit)",
+    ("POST", "/api/v1/webhooks/{id}/ping"): "a test delivery",
 }
 PAGE_ROUTES: dict[tuple[str, str], tuple[str, ...] | str] = {
     ("POST", "/tasks"): ("task.created",),
