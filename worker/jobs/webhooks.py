@@ -18,6 +18,7 @@ so a name that points at a private address only at delivery time (DNS rebinding)
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import json
 import logging
@@ -89,7 +90,7 @@ SELECT_CONTEXT = f"""
 SELECT w.url, w.active, w.owner_id, w.secret_sealed, w.failing_since,
        ($2::bigint IS NULL OR EXISTS (SELECT 1 FROM project_members AS m
                                        WHERE m.project_id = $2 AND m.user_id = w.owner_id)
-        OR w.owner_id = ANY ((SELECT also FROM events WHERE id = $3))) AS allowed,
+        OR EXISTS (SELECT 1 FROM events AS a WHERE a.id = $3 AND w.owner_id = ANY (a.also))) AS allowed,
        (SELECT row_to_json(x)::text FROM (SELECT {events.EVENT_COLUMNS} FROM events AS e
             LEFT JOIN users AS u ON u.id = e.actor_id WHERE e.id = $3) AS x) AS event
 FROM webhooks AS w WHERE w.id = $1
@@ -130,7 +131,7 @@ class PublicResolver(AbstractResolver):
         results = await self._inner.resolve(host, port, family)
         for result in results:
             if not webhooks.is_public_address(ipaddress.ip_address(result["host"])):
-                raise OSError(f"{host} resolves to a non-public address")
+                raise OSError(errno.EPERM, f"{host} resolves to a non-public address")
         return results
 
     async def close(self) -> None:
