@@ -67,13 +67,17 @@ class Stack:
         environment = {**os.environ, "DATABASE_URL": dsn, "REDIS_URL": self.redis.url, "SECRET_KEY": SECRET,
                        "TASKDECK_ENV": "production", "LOG_LEVEL": "WARNING", "ACCESS_TOKEN_TTL": "3600",
                        "BCRYPT_ROUNDS": "4", "PYTHONPATH": str(source), "RATE_LIMITS": "off",
-                       "EVENTS_MAX_STREAMS": "5000", "DB_POOL_MAX": "20", **env}
+                       "EVENTS_MAX_STREAMS": "10000", "DB_POOL_MAX": "20", **env}
         environment.pop("DATABASE_REPLICA_URLS", None)
         log = open(self.base / f"web-{port}.log", "ab")
         self.processes.append(subprocess.Popen([sys.executable, "-m", "launcher.cli", "web", "--port", str(port)],
                                                cwd=source, env=environment, stdout=log, stderr=subprocess.STDOUT))
         url = f"http://127.0.0.1:{port}"
-        asyncio.run(wait_healthy(url))
+        try:
+            asyncio.run(wait_healthy(url))
+        except SystemExit:
+            print((self.base / f"web-{port}.log").read_text(errors="replace")[-3000:])
+            raise
         return url
 
     def stop(self) -> None:

@@ -141,7 +141,7 @@ class Settings:
             webhook_allow_private=reader.switch("WEBHOOK_ALLOW_PRIVATE", cls.webhook_allow_private),
             webhook_delivery_retention_days=reader.integer(
                 "WEBHOOK_DELIVERY_RETENTION_DAYS", cls.webhook_delivery_retention_days, 1, 3650),
-            events_max_streams=reader.integer("EVENTS_MAX_STREAMS", cls.events_max_streams, 1, 1000),
+            events_max_streams=reader.integer("EVENTS_MAX_STREAMS", cls.events_max_streams, 1, 10000),
             rate_limits=reader.switch("RATE_LIMITS", cls.rate_limits),
             rate_limit_login=reader.rate("RATE_LIMIT_LOGIN", cls.rate_limit_login),
             rate_limit_auth_address=reader.rate("RATE_LIMIT_AUTH_ADDRESS", cls.rate_limit_auth_address),

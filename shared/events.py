@@ -146,6 +146,16 @@ def event_out(secret: str, user_id: int, row: asyncpg.Record) -> dict[str, Any]:
             "at": rfc3339(row["at"]), "data": json.loads(row["data"])}
 
 
+def event_json(secret: str, user_id: int, row: asyncpg.Record) -> tuple[str, str]:
+    """(id, JSON text) of ``event_out``'s event, built around the stored JSON of ``data`` without parsing it
+    (the hot part of a page of 500)."""
+    event_id = encode(secret, user_id, Position(row["xid"], row["id"]))
+    actor = "null" if row["actor_id"] is None else json.dumps({"id": row["actor_id"], "name": row["actor_name"]})
+    head = json.dumps({"id": event_id, "type": row["type"], "project_id": row["project_id"],
+                       "task_id": row["task_id"]}, separators=(",", ":"))
+    return event_id, f'{head[:-1]},"actor":{actor},"at":"{rfc3339(row["at"])}","data":{row["data"]}}}'
+
+
 async def horizon(conn: asyncpg.Connection) -> Position:
     """The position of now: no event of a transaction still running sorts before it."""
     return Position(await conn.fetchval(SELECT_HORIZON), 0)
@@ -181,13 +191,13 @@ async def read(conn: asyncpg.Connection, *, user_id: int, after: Position,
 
 
 async def changes(conn: asyncpg.Connection, *, secret: str, user_id: int, since: str | None,
-                  limit: int) -> tuple[list[dict[str, Any]], str]:
-    """The user's events after ``since`` as the API shows them, oldest first, and the cursor to continue from."""
+                  limit: int) -> tuple[list[str], str]:
+    """The user's events after ``since`` as JSON text, oldest first, and the cursor to continue from."""
     after = await start(conn, secret=secret, user_id=user_id, since=since)
     if since is None:
         return [], encode(secret, user_id, after)
     rows, last = await read(conn, user_id=user_id, after=after, limit=limit)
-    return [event_out(secret, user_id, row) for row in rows], encode(secret, user_id, last)
+    return [event_json(secret, user_id, row)[1] for row in rows], encode(secret, user_id, last)
 
 
 async def delete_expired(conn: asyncpg.Connection, *, older_than: datetime, batch: int) -> int:

@@ -9,7 +9,6 @@ streams across every process (a Redis sorted set of live streams, refreshed whil
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -122,9 +121,8 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
                 async with db.write.acquire() as conn:
                     rows, position = await events.read(conn, user_id=auth.user_id, after=position, limit=PAGE)
                 for row in rows:
-                    event = events.event_out(settings.secret_key, auth.user_id, row)
-                    await response.send(json.dumps(event, separators=(",", ":")), id=event["id"],
-                                        event=event["type"])
+                    event_id, text = events.event_json(settings.secret_key, auth.user_id, row)
+                    await response.send(text, id=event_id, event=row["type"])
                     EVENT_PUSH_LAG.observe(max(0.0, time.time() - row["at"].timestamp()))
                 EVENTS_PUSHED.inc(len(rows))
                 if rows:
