@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -19,18 +19,45 @@ from shared.observability.metrics import DOORBELL_ERRORS, EVENT_STREAMS_OPEN
 from web.keys import AUTH, REDIS, SETTINGS
 
 logger = logging.getLogger("app.live")
+T = TypeVar("T")
 POLL_SECONDS = 5.0  # the longest a stream waits without a ring
 RECONNECT_SECONDS = 1.0
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class Hub:
-    """This process's open streams, each with the event that wakes it."""
+    """This process's open streams, each with the event that wakes it, and their shared feed reads."""
 
     def __init__(self) -> None:
         self.wakers: set[asyncio.Event] = set()
         self.closing = False
+        self.generation = 0  # rings seen so far
         self._ringing: asyncio.Task[None] | None = None
+        self._reads: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
+
+    async def shared_read(self, key: tuple[Any, ...], generation: int, read: Callable[[], Awaitable[T]]) -> T:
+        """Streams of one user at one position, woken by the same ring, make one feed read between them.
+
+        A read is joined only by streams whose ``generation`` (taken when they were woken, before reading)
+        is not newer than the read's own: its snapshot was taken after the ring that woke them, so it has
+        every commit they were woken for. One user's 1,000 open tabs then cost one query per ring, not 1,000.
+        """
+        flight_key = (*key, generation)
+        flight = self._reads.get(flight_key)
+        if flight is not None:
+            return await asyncio.shield(flight)
+        flight = asyncio.get_running_loop().create_future()
+        self._reads[flight_key] = flight
+        try:
+            result = await read()
+        except BaseException as exc:
+            flight.set_exception(exc)
+            flight.exception()  # retrieved: a lone reader's failure is raised below, not logged as unhandled
+            raise
+        finally:
+            self._reads.pop(flight_key, None)
+        flight.set_result(result)
+        return result
 
     def open(self) -> asyncio.Event:
         waker = asyncio.Event()
@@ -44,6 +71,7 @@ class Hub:
             EVENT_STREAMS_OPEN.dec()
 
     def wake_all(self) -> None:
+        self.generation += 1
         for waker in self.wakers:
             waker.set()
 

@@ -124,3 +124,26 @@ async def test_shutdown_ends_streams_with_a_retry_hint(client: Any, make_user: A
     assert (await next_message(response)).get("retry") == str(stream.RETRY_MS)
     async with asyncio.timeout(5):
         assert await response.content.read() == b""
+
+
+async def test_streams_of_one_user_woken_together_share_one_read(client: Any, make_user: Any,
+                                                                 monkeypatch: Any) -> None:
+    from shared import events
+
+    ada = await make_user()
+    streams = [await client.get(EVENTS, headers=ada.headers) for _ in range(5)]
+    await asyncio.sleep(0.5)  # every stream has made its first read and waits for a ring
+    reads = 0
+    original = events.read
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(events, "read", counting)
+    await new_task(client, ada, title="once")
+    for response in streams:
+        assert json.loads((await next_message(response))["data"])["data"]["title"] == "once"
+        response.close()
+    assert 1 <= reads <= 2  # one ring, one read (a second only if a stream was still between rounds)

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
+from typing import Any
 
 from aiohttp import web
 from aiohttp_sse import sse_response
@@ -118,8 +119,12 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
                     await slot.refresh()
                     checked = time.monotonic()
                 waker.clear()  # before reading: a ring during the read wakes the next round
-                async with db.write.acquire() as conn:
-                    rows, position = await events.read(conn, user_id=auth.user_id, after=position, limit=PAGE)
+                generation = hub.generation
+
+                async def read(after: events.Position = position) -> tuple[list[Any], events.Position]:
+                    async with db.write.acquire() as conn:
+                        return await events.read(conn, user_id=auth.user_id, after=after, limit=PAGE)
+                rows, position = await hub.shared_read((auth.user_id, position.xid, position.id), generation, read)
                 for row in rows:
                     event_id, text = events.event_json(settings.secret_key, auth.user_id, row)
                     await response.send(text, id=event_id, event=row["type"])
