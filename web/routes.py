@@ -9,6 +9,7 @@ from web.pages import account
 from web.pages import admin as admin_pages
 from web.pages import auth as auth_pages
 from web.pages import common
+from web.pages import webhooks as webhook_pages
 from web.pages import exports as export_pages
 from web.pages import projects as project_pages
 from web.pages import reports as report_pages
@@ -20,6 +21,7 @@ def setup_routes(app: web.Application) -> None:
         module.setup_routes(app)
     # HTML pages (server-rendered, cookie sessions): static files, template helpers, then the pages.
     common.setup(app)
-    for module in (account, auth_pages, task_pages, project_pages, export_pages, report_pages, admin_pages):
+    for module in (account, auth_pages, task_pages, project_pages, export_pages, report_pages, admin_pages,
+                   webhook_pages):
         module.setup_routes(app)
     openapi.setup_routes(app)

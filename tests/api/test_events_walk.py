@@ -59,6 +59,9 @@ PAGE_ROUTES: dict[tuple[str, str], tuple[str, ...] | str] = {
     ("POST", "/account"): "an account change (audit)",
     ("POST", "/account/sign-out-everywhere"): "sessions (audit)",
     ("POST", "/admin/users/{id}"): "an account change (audit)",
+    ("POST", "/webhooks"): "a subscription of the caller's (audit)",
+    ("POST", "/webhooks/{id}/ping"): "a test delivery",
+    ("POST", "/webhooks/{id}/delete"): "a subscription of the caller's (audit)",
 }
 AUTH_PREFIXES = ("/api/v1/auth/", "/login", "/register", "/logout", "/verify-email", "/forgot-password",
                  "/reset-password")
