@@ -267,7 +267,8 @@ def bench_webhooks(stack: Stack, count: int) -> None:
                 "INSERT INTO webhooks (owner_id, url, events, secret_sealed) VALUES ($1, $2, '{*}', $3) RETURNING id",
                 owner, f"http://127.0.0.1:{port}/hook", webhooks.seal(SECRET, webhooks.new_secret()))
             await conn.execute("INSERT INTO webhook_deliveries (webhook_id, event_type, msg_id, payload) "
-                               "SELECT $1, 'ping', 'msg_' || g, '{\"type\": \"ping\"}' FROM generate_series(1, $2) AS g",
+                               "SELECT $1, 'ping', 'msg_' || g, jsonb_build_object('type', 'ping') "
+                               "FROM generate_series(1, $2) AS g",
                                hook_id, count)
         ctx = {"db": db, "settings": settings, "redis": None}
         began = time.perf_counter()

@@ -89,6 +89,6 @@ def describe(event: dict[str, Any]) -> str:
         "project.deleted": f"{who} deleted the project",
         "member.added": f"{member} joined as {data.get('role')}",
         "member.updated": f"{who} made {member} {data.get('role')}",
-        "member.removed": f"{who} removed {member}" if (event["actor"] or {}).get("id") != (data.get("user") or {}).get("id")
-        else f"{member} left",
+        "member.removed": f"{member} left" if (event["actor"] or {}).get("id") == (data.get("user") or {}).get("id")
+        else f"{who} removed {member}",
     }.get(event["type"], f"{who}: {event['type']}")

@@ -198,6 +198,7 @@ async def deliveries(conn: asyncpg.Connection, *, webhook_id: int, user_id: int,
     for row in rows[:limit]:
         item = dict(row)
         xid = item.pop("xid")  # the event's id as its owner sees it everywhere else (a cursor of theirs)
-        item["event_id"] = None if xid is None else events.encode(secret, user_id, events.Position(xid, row["event_id"]))
+        position = None if xid is None else events.Position(xid, row["event_id"])
+        item["event_id"] = None if position is None else events.encode(secret, user_id, position)
         items.append(item)
     return items, encode_cursor(secret, scope, [items[-1]["id"]]) if len(rows) > limit else None

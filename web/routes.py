@@ -4,7 +4,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from web import openapi
-from web.api import admin, audit, auth, changes, comments, exports, ops, projects, reports, stream, tasks, users, webhooks
+from web.api import (admin, audit, auth, changes, comments, exports, ops, projects, reports, stream, tasks, users,
+                     webhooks)
 from web.pages import account
 from web.pages import admin as admin_pages
 from web.pages import auth as auth_pages
@@ -17,7 +18,8 @@ from web.pages import tasks as task_pages
 
 
 def setup_routes(app: web.Application) -> None:
-    for module in (ops, auth, users, admin, audit, tasks, projects, comments, changes, stream, webhooks, exports, reports):
+    for module in (ops, auth, users, admin, audit, tasks, projects, comments, changes, stream, webhooks, exports,
+                   reports):
         module.setup_routes(app)
     # HTML pages (server-rendered, cookie sessions): static files, template helpers, then the pages.
     common.setup(app)

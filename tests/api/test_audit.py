@@ -39,7 +39,8 @@ async def test_security_actions_are_recorded_without_secrets(client: Any, make_u
     changed = await client.patch("/api/v1/users/me", json={"password": new_password, "current_password": PASSWORD},
                                  headers=ada.headers)
     assert changed.status == 200
-    assert (await client.patch(f"/api/v1/admin/users/{bob.id}", json={"role": "admin"}, headers=root.headers)).status == 200
+    promoted = await client.patch(f"/api/v1/admin/users/{bob.id}", json={"role": "admin"}, headers=root.headers)
+    assert promoted.status == 200
     assert (await client.patch(f"/api/v1/admin/users/{bob.id}", json={"is_active": False},
                                headers=root.headers)).status == 200
     project = await new_project(client, ada)
@@ -80,7 +81,8 @@ async def test_the_api_lists_filters_and_pages_for_admins_only(client: Any, make
     assert (await (await client.get(f"{AUDIT}?since={later}", headers=root.headers)).json())["items"] == []
     assert len((await (await client.get(f"{AUDIT}?until={later}", headers=root.headers)).json())["items"]) == 4
     await assert_problem(await client.get(AUDIT, headers=ada.headers), 403)
-    for query in ("type=nope", "actor_id=x", "since=yesterday", "cursor=forged", "limit=0", "since=2026-01-01T00:00:00"):
+    for query in ("type=nope", "actor_id=x", "since=yesterday", "cursor=forged", "limit=0",
+                  "since=2026-01-01T00:00:00"):
         await assert_problem(await client.get(f"{AUDIT}?{query}", headers=root.headers), 422)
 
 

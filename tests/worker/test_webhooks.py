@@ -231,3 +231,26 @@ async def test_rebinding_is_refused_when_connecting(settings: Any, database: Any
     assert (await _tick(database, settings)).get("retry") == 1
     assert receiver.received == []
     assert "non-public" in await db.fetchval("SELECT error FROM webhook_deliveries")
+
+
+async def test_a_failing_backlog_does_not_hold_up_other_webhooks(dev_settings: Any, database: Any, make_user: Any,
+                                                                  db: asyncpg.Connection, receiver: Receiver) -> None:
+    from shared import webhooks
+    from launcher.devstack import free_port
+
+    ada, bob = await make_user(), await make_user()
+    dead = f"http://127.0.0.1:{free_port()}/nobody-listens"
+    seal = webhooks.seal(dev_settings.secret_key, webhooks.new_secret())
+    insert = "INSERT INTO webhooks (owner_id, url, events, secret_sealed) VALUES ($1, $2, '{*}', $3) RETURNING id"
+    failing = await db.fetchval(insert, ada.id, dead, seal)
+    receiver.secret = webhooks.new_secret()
+    good = await db.fetchval(insert, bob.id, receiver.url, webhooks.seal(dev_settings.secret_key, receiver.secret))
+    await db.execute("INSERT INTO webhook_deliveries (webhook_id, event_type, msg_id, payload) "
+                     "SELECT $1, 'ping', 'msg_dead_' || g, jsonb_build_object('type', 'ping') "
+                     "FROM generate_series(1, 1000) AS g",
+                     failing)
+    await db.execute("INSERT INTO webhook_deliveries (webhook_id, event_type, msg_id, payload) "
+                     "VALUES ($1, 'ping', 'msg_good', jsonb_build_object('type', 'ping'))", good)
+    outcome = await job.deliver_due({"db": database, "settings": dev_settings, "redis": None})
+    assert outcome == {"retry": job.PER_WEBHOOK, "delivered": 1}  # one tick: the healthy one is not queued behind
+    assert len(receiver.received) == 1 and receiver.received[0]["verified"]

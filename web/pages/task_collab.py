@@ -32,7 +32,8 @@ async def collaboration(conn: asyncpg.Connection, task: asyncpg.Record, auth: An
     recent, _ = await activity.task_activity(conn, task_id=task["id"], user_id=auth.user_id, is_admin=auth.is_admin,
                                              limit=ACTIVITY, cursor=None, secret=secret)
     role = project["role"]
-    return {"activity": [{"text": activity.describe(e), "at": e["at"]} for e in recent],"project": projects.project_out(project), "members": [projects.member_out(m) for m in members],
+    return {"activity": [{"text": activity.describe(e), "at": e["at"]} for e in recent],
+            "project": projects.project_out(project), "members": [projects.member_out(m) for m in members],
             "targets": [(p["id"], p["name"]) for p in mine if rights.rank(p["role"]) >= rights.rank(rights.EDITOR)],
             "comments": [json.loads(body) for body in bodies], "me": auth.user_id,
             "can_edit": rights.rank(role) >= rights.rank(rights.EDITOR),

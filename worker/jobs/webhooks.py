@@ -52,7 +52,7 @@ MAX_RETRY_AFTER = 24 * 3600
 JITTER = 0.2
 LEASE = timedelta(seconds=60)
 FANOUT_BATCH, FANOUT_BATCHES = 500, 20
-DELIVERY_BATCH, CONCURRENCY = 400, 50
+DELIVERY_BATCH, CONCURRENCY, PER_WEBHOOK = 400, 50, 20
 
 SELECT_FANOUT = "SELECT xid::text::bigint AS xid, id FROM webhook_fanout FOR UPDATE NOWAIT"
 START_FANOUT = f"INSERT INTO webhook_fanout (xid, id) SELECT {events.HORIZON}, 0 ON CONFLICT DO NOTHING"
@@ -79,10 +79,18 @@ SELECT (SELECT count(*) FROM batch) AS events, (SELECT count(*) FROM queued) AS 
        (SELECT horizon::text::bigint FROM h) AS horizon
 """
 MOVE_FANOUT = "UPDATE webhook_fanout SET xid = $1::text::xid8, id = $2"
+# At most $3 rows per webhook per tick, so one webhook's backlog (a receiver that is down) cannot take every
+# slot from the others. The conditions are repeated on the locking level: a row another worker leased in the
+# meantime is re-checked there and skipped.
 LEASE_DUE = """
 UPDATE webhook_deliveries AS d SET next_attempt_at = now() + $2::interval
-WHERE d.id IN (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= now()
-               ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+WHERE d.id IN (
+    SELECT id FROM webhook_deliveries
+    WHERE status = 'pending' AND next_attempt_at <= now() AND id IN (
+        SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY webhook_id ORDER BY next_attempt_at) AS n
+                        FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= now()) AS fair
+        WHERE fair.n <= $3)
+    ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
 RETURNING d.id, d.webhook_id, d.event_id, d.project_id, d.msg_id, d.payload::text AS payload, d.attempt, d.created_at
 """
 # The webhook, its sealed secret, whether its owner may still read the delivery's project, and the event.
@@ -127,7 +135,8 @@ class PublicResolver(AbstractResolver):
     def __init__(self) -> None:
         self._inner = DefaultResolver()
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
         for result in results:
             if not webhooks.is_public_address(ipaddress.ip_address(result["host"])):
@@ -251,7 +260,8 @@ async def deliver_one(ctx: dict[str, Any], http: aiohttp.ClientSession, delivery
             await conn.execute(HEALTHY, delivery["webhook_id"])
             outcome = "delivered"
         else:
-            error = error or (f"redirect {status} (not followed)" if status and 300 <= status < 400 else f"HTTP {status}")
+            redirect = status is not None and 300 <= status < 400
+            error = error or (f"redirect {status} (not followed)" if redirect else f"HTTP {status}")
             failing_since = await conn.fetchval(FAILING, delivery["webhook_id"])
             now = datetime.now(timezone.utc)
             if status == 410:
@@ -274,7 +284,7 @@ async def deliver_one(ctx: dict[str, Any], http: aiohttp.ClientSession, delivery
 async def deliver_due(ctx: dict[str, Any]) -> dict[str, int]:
     """Lease and attempt up to DELIVERY_BATCH due deliveries, CONCURRENCY at a time."""
     async with ctx["db"].write.acquire() as conn:
-        due = await conn.fetch(LEASE_DUE, DELIVERY_BATCH, LEASE)
+        due = await conn.fetch(LEASE_DUE, DELIVERY_BATCH, LEASE, PER_WEBHOOK)
     outcomes: dict[str, int] = {}
     if not due:
         return outcomes
