@@ -83,9 +83,13 @@ def new_secret() -> str:
 def check_url(url: str, *, allow_private: bool) -> str:
     """The URL if it may be a destination: https (or http when private addresses are allowed), a host, and
     no literal non-public address. Names are checked when connecting."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises on a port that is not a number or out of range)
+    except ValueError:
+        raise field_error("url", "Must be a valid URL") from None
     schemes = ("https", "http") if allow_private else ("https",)
-    if parts.scheme not in schemes or not parts.hostname:
+    if parts.scheme not in schemes or not parts.hostname or any(c.isspace() or ord(c) < 32 for c in url):
         raise field_error("url", "Must be an https:// URL" if not allow_private else "Must be an http(s):// URL")
     if parts.username or parts.password:
         raise field_error("url", "Must not carry credentials")

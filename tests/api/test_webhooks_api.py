@@ -45,7 +45,9 @@ async def test_urls_that_could_reach_inside_are_refused(client: Any, make_user: 
     ada = await make_user()
     for url in ("http://hooks.example.com/", "https://127.0.0.1/", "https://10.1.2.3/x", "https://[::1]/",
                 "https://169.254.169.254/latest", "https://localhost/", "https://[::ffff:127.0.0.1]/",
-                "https://user:pw@hooks.example.com/", "ftp://hooks.example.com/", "https:///nohost", "not a url"):
+                "https://user:pw@hooks.example.com/", "ftp://hooks.example.com/", "https:///nohost", "not a url",
+                "https://[::1", "https://hooks.example.com:99999/", "https://hooks.example.com:x/",
+                "https://hooks.example.com/a b", "https://hooks.example.com/\n"):
         response = await client.post(WEBHOOKS, json={"url": url, "events": ["*"]}, headers=ada.headers)
         await assert_problem(response, 422, "url")
 
