@@ -147,3 +147,29 @@ async def test_streams_of_one_user_woken_together_share_one_read(client: Any, ma
         assert json.loads((await next_message(response))["data"])["data"]["title"] == "once"
         response.close()
     assert 1 <= reads <= 2  # one ring, one read (a second only if a stream was still between rounds)
+
+
+async def test_a_client_that_stops_reading_is_cut_off_not_buffered(client: Any, make_user: Any, settings: Any,
+                                                                   db: asyncpg.Connection, monkeypatch: Any) -> None:
+    from shared import events
+    from shared.observability.metrics import EVENT_STREAM_ENDS
+
+    monkeypatch.setattr(stream, "SEND_TIMEOUT", 0.5)
+    ada = await make_user()
+    inbox = await db.fetchval("SELECT id FROM projects WHERE owner_id = $1 AND is_inbox", ada.id)
+    start = events.encode(settings.secret_key, ada.id, events.Position(0, 0))
+    # 64 MB of events: far more than the socket buffers hold, so the server's writes stall.
+    await db.execute("INSERT INTO events (type, project_id, actor_id, data) SELECT 'task.updated', $1, $2, "
+                     "jsonb_build_object('id', g, 'title', repeat('x', 16000)) FROM generate_series(1, 4000) AS g",
+                     inbox, ada.id)
+    before = EVENT_STREAM_ENDS.labels("slow")._value.get()
+    response = await client.get(f"{EVENTS}?since={start}", headers=ada.headers)
+    assert response.status == 200
+    for _ in range(300):  # the client reads nothing; the server gives up on it within SEND_TIMEOUT
+        if EVENT_STREAM_ENDS.labels("slow")._value.get() > before:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        from shared.observability.metrics import EVENTS_PUSHED
+        raise AssertionError(f"a stalled client was never cut off; pushed {EVENTS_PUSHED._value.get()}")
+    response.close()

@@ -127,7 +127,13 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
                 rows, position = await hub.shared_read((auth.user_id, position.xid, position.id), generation, read)
                 for row in rows:
                     event_id, text = events.event_json(settings.secret_key, auth.user_id, row)
-                    await response.send(text, id=event_id, event=row["type"])
+                    try:
+                        await response.send(text, id=event_id, event=row["type"])
+                    except TimeoutError:
+                        # aiohttp-sse aborted a client that took no write for SEND_TIMEOUT (noted here: the
+                        # abort may cancel this handler, and that cancellation replaces this error)
+                        reason = "slow"
+                        raise
                     EVENT_PUSH_LAG.observe(max(0.0, time.time() - row["at"].timestamp()))
                 EVENTS_PUSHED.inc(len(rows))
                 if rows:
@@ -139,7 +145,7 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
                 except TimeoutError:
                     pass
     except (TimeoutError, ConnectionResetError):
-        reason = "slow"  # aiohttp-sse aborted a client that took no write for SEND_TIMEOUT
+        pass  # the client is gone or was cut off; it resumes with Last-Event-ID
     finally:
         hub.close(waker)
         await slot.give_back()
