@@ -3,6 +3,7 @@ without JavaScript errors; without JavaScript the same pages are plain pages wit
 from __future__ import annotations
 
 import pytest
+from browser_helpers import check_a11y
 from playwright.async_api import expect
 
 from tests.pages.test_browser_pages import make_user, sign_in
@@ -44,6 +45,11 @@ async def test_two_members_see_each_others_changes_live(new_page, live):
     await ada.get_by_role("button", name="Comment").click()
     await expect(bea.locator("#comments")).to_contain_text("Use compost")
     await expect(bea.get_by_role("list", name="Recent activity")).to_contain_text("Ada commented")
+    await check_a11y(bea, "task-live")
+    await ada.goto(f"/projects/{project_id}")
+    await check_a11y(ada, "project-activity")
+    await ada.goto("/webhooks")
+    await check_a11y(ada, "webhooks")
     assert ada_errors == [] and bea_errors == []
 
 
