@@ -6,6 +6,7 @@ from marshmallow import Schema, fields, validate
 
 from shared import audit
 from shared.tasks import MAX_ID
+from web.api.tasks import Rfc3339DateTime
 from web.auth import require_admin
 from web.keys import DB, SETTINGS
 from web.openapi import api, ok
@@ -16,8 +17,8 @@ from web.schemas import Text, cursor_field, limit_field
 class AuditQuerySchema(Schema):
     type = Text(load_default=None, validate=validate.OneOf(audit.TYPES))
     actor_id = fields.Integer(load_default=None, validate=validate.Range(1, MAX_ID))
-    since = fields.AwareDateTime(load_default=None, metadata={"description": "RFC 3339; entries at or after"})
-    until = fields.AwareDateTime(load_default=None, metadata={"description": "RFC 3339; entries before"})
+    since = Rfc3339DateTime(query=True, load_default=None, metadata={"description": "RFC 3339; entries at or after"})
+    until = Rfc3339DateTime(query=True, load_default=None, metadata={"description": "RFC 3339; entries before"})
     limit = limit_field()
     cursor = cursor_field()
 

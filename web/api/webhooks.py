@@ -71,11 +71,15 @@ class PageQuerySchema(Schema):
     cursor = cursor_field()
 
 
+class PingSchema(Schema):
+    """No fields: a ping carries nothing (an empty body or `{}`)."""
+
+
 class PingOutSchema(Schema):
     delivery_id = fields.Integer(required=True)
 
 
-CREATE, UPDATE, QUERY = WebhookCreateSchema(), WebhookUpdateSchema(), PageQuerySchema()
+CREATE, UPDATE, QUERY, PING = WebhookCreateSchema(), WebhookUpdateSchema(), PageQuerySchema(), PingSchema()
 
 
 def _id(request: web.Request) -> int:
@@ -151,10 +155,12 @@ async def list_deliveries(request: web.Request) -> web.Response:
     return json_response({"items": items, "next_cursor": cursor})
 
 
-@api(tags=TAGS, auth="user", responses={202: ok("A ping delivery is queued", PingOutSchema)})
+@api(tags=TAGS, auth="user", body=PingSchema, body_required=False,
+     responses={202: ok("A ping delivery is queued", PingOutSchema)})
 async def ping_webhook(request: web.Request) -> web.Response:
     """Queue a `ping` delivery, whatever the webhook's `events`."""
     auth = await authenticate(request)
+    await load_json(request, PING, required=False)  # a body, if any, is read like every other: 413, 415, 422
     async with request.app[DB].write.acquire() as conn:
         delivery_id = await webhooks.ping(conn, webhook_id=_id(request), user_id=auth.user_id)
     return json_response({"delivery_id": delivery_id}, status=202)
