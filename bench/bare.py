@@ -1,7 +1,8 @@
 """The baseline of bench/hotpath.py: what a plain aiohttp + asyncpg + PyJWT app does for the same three routes.
 
-Same SQL shape, same index, same rows, same JSON as Taskdeck; but rows become dicts and stdlib json encodes
-them, and there is no session check, no Redis, no middleware, no validation beyond the obvious.
+Same rows, same JSON as Taskdeck; but rows become dicts and stdlib json encodes them, and there is no session
+check, no Redis, no middleware, no validation beyond the obvious. Its WHERE is the creator alone (an owner-led
+index): the single-owner query Taskdeck had before projects, so the membership join's cost shows in the ratio.
     python bench/bare.py --port 8081 --dsn postgresql://... --secret S [--reuse-port] [--uvloop]
 """
 import argparse, base64, hashlib, hmac, json  # noqa: E401 (kept short on purpose: it is the ~50-line baseline)
@@ -10,7 +11,8 @@ import asyncpg, jwt  # noqa: E401
 from aiohttp import web
 
 POOL, SECRET = web.AppKey("pool", asyncpg.Pool), web.AppKey("secret", str)
-COLS = "id, owner_id, title, description, status, priority, due_at, tags, created_at, updated_at, completed_at"
+COLS = ("id, owner_id, project_id, assignee_id, title, description, status, priority, due_at, tags, comment_count, "
+        "created_at, updated_at, completed_at")
 LIST = f"SELECT {COLS} FROM tasks WHERE owner_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
 GET = f"SELECT {COLS} FROM tasks WHERE id = $1 AND owner_id = $2"
 INSERT = (f"INSERT INTO tasks (owner_id, title, description, priority, due_at, tags) "

@@ -77,7 +77,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
     from launcher.dev import Topology, run_dev
 
     topology = Topology(replica=args.replica, web_procs=args.web_procs, worker_procs=args.worker_procs,
-                        s3=args.s3)
+                        s3=args.s3, ha=args.ha)
     raise SystemExit(run_dev(host=args.host, port=args.port, var_dir=args.var, topology=topology))
 
 
@@ -146,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--worker-procs", type=_positive, default=1, help="arq worker processes")
     # --s3 (exports on S3): an embedded moto endpoint unless EXPORT_STORAGE is already s3://...
     dev.add_argument("--s3", action="store_true", help="store exports on an embedded S3 endpoint (moto)")
+    dev.add_argument("--ha", action="store_true",
+                     help="no single point of failure: etcd + 2 Patroni PostgreSQL nodes, Redis + replica + 3 sentinels")
     dev.set_defaults(func=cmd_dev)
     mail = sub.add_parser("mail", help="the mails `taskdeck dev` caught (var/mail): list them, or print the newest")
     mail.add_argument("--var", default="var", help="data directory of `taskdeck dev` (default ./var)")

@@ -46,10 +46,17 @@ class Topology:
     web_procs: int = 1
     worker_procs: int = 1
     s3: bool = False  # exports on an embedded S3 endpoint (moto), unless EXPORT_STORAGE is s3:// already
+    ha: bool = False  # Patroni PostgreSQL pair + Redis Sentinel (shared/dev_ha.py)
 
 
-def _start_services(var: Path, env: dict[str, str], topology: Topology) -> list[Any]:
-    started: list[Any] = []
+def _start_services(var: Path, env: dict[str, str], topology: Topology, started: list[Any]) -> list[Any]:
+    """Start what env does not name already, appending each to ``started`` (so a failure can stop those)."""
+    if topology.ha:
+        from launcher.dev_ha import HaServices
+
+        ha = HaServices(var)
+        started.append(ha)  # stopped by the caller even if it fails half-way
+        ha.start(env)
     if not env.get("DATABASE_URL"):
         postgres = PostgresServer(var / "postgres")
         postgres.start()
@@ -61,7 +68,7 @@ def _start_services(var: Path, env: dict[str, str], topology: Topology) -> list[
             replica.start()
             started.append(replica)
             env["DATABASE_REPLICA_URLS"] = replica.dsn("taskdeck")
-    if not env.get("REDIS_URL"):
+    if not env.get("REDIS_URL") and not env.get("REDIS_SENTINELS"):
         redis = RedisServer(var / "redis")
         redis.start()
         started.append(redis)
@@ -113,7 +120,7 @@ def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
 
 
 def _banner(host: str, port: int, env: dict[str, str], admin_password: str, var: Path,
-            children: list[subprocess.Popen[bytes]], topology: Topology) -> str:
+            children: list[subprocess.Popen[bytes]], topology: Topology, services: list[Any] = ()) -> str:
     base = f"http://{host}:{port}"
     mail = str(var / "mail") if "127.0.0.1" in env["SMTP_URL"] and not os.environ.get("SMTP_URL") else env["SMTP_URL"]
     web, workers = children[0], children[1:]
@@ -128,9 +135,11 @@ def _banner(host: str, port: int, env: dict[str, str], admin_password: str, var:
         f"  database  {mask_password(env['DATABASE_URL'])}  (primary: every write)",
     ]
     lines += [f"  replica   {mask_password(url)}  (streaming: reads that are current enough)"
-              for url in filter(None, env.get("DATABASE_REPLICA_URLS", "").split(","))]
+              for url in filter(None, env.get("DATABASE_REPLICA_URLS", "").split(","))
+              if not topology.ha]
+    ha = next((s for s in services if hasattr(s, "banner_lines")), None)
+    lines += ha.banner_lines() if ha is not None else [f"  redis     {mask_password(env['REDIS_URL'])}"]
     lines += [
-        f"  redis     {mask_password(env['REDIS_URL'])}",
         f"  web       {topology.web_procs} process(es) on port {port}, pid {web.pid}"
         + (" (gunicorn arbiter)" if topology.web_procs > 1 else ""),
         f"  workers   {len(workers)} arq process(es), pid {', '.join(str(w.pid) for w in workers)}",
@@ -155,11 +164,24 @@ def run_dev(host: str = "127.0.0.1", port: int = 8080, var_dir: str = "var", top
     env.setdefault("EXPORT_STORAGE", str(var / "exports"))
     env.setdefault("PUBLIC_URL", f"http://{host}:{port}")
     admin_password = _persistent_secret(var / "dev_admin_password", lambda: secrets.token_urlsafe(12))
+    if topology.ha and (topology.replica or env.get("DATABASE_URL") or env.get("REDIS_URL")):
+        print("taskdeck: --ha runs its own PostgreSQL pair and Redis Sentinel set: unset DATABASE_URL and "
+              "REDIS_URL, and leave out --replica (the standby is the replica)", file=sys.stderr)
+        return 2
     if topology.replica and env.get("DATABASE_URL"):
         print("taskdeck: --replica clones the embedded PostgreSQL; with DATABASE_URL set, point "
               "DATABASE_REPLICA_URLS at your own replica instead", file=sys.stderr)
         return 2
-    services = _start_services(var, env, topology)
+    services: list[Any] = []
+    try:
+        _start_services(var, env, topology, services)
+    except BaseException as exc:
+        for service in reversed(services):
+            service.stop()
+        if not isinstance(exc, DevStackError):
+            raise
+        print(f"taskdeck: {exc}", file=sys.stderr)
+        return 2
     if topology.s3:
         try:
             services += _start_s3(var, env)
@@ -179,8 +201,8 @@ def run_dev(host: str = "127.0.0.1", port: int = 8080, var_dir: str = "var", top
         exited = _wait_until_running(_local_url(host, port), children, topology.worker_procs)
         if exited is not None:
             return exited
-        print(_banner(host, port, env, admin_password, var, children, topology), flush=True)
-        return _wait(children)
+        print(_banner(host, port, env, admin_password, var, children, topology, services), flush=True)
+        return _wait(children, [s.supervise for s in services if hasattr(s, "supervise")])
     except ConfigError as exc:
         print("\n".join(f"taskdeck: configuration error: {p}" for p in exc.problems), file=sys.stderr)
         return 2
@@ -232,9 +254,11 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # SIGTERM (e.g. from a supervisor) stops as cleanly as Ctrl-C
 
 
-def _wait(children: list[subprocess.Popen[bytes]]) -> int:
+def _wait(children: list[subprocess.Popen[bytes]], supervisors: list[Any] = ()) -> int:
     """Block until Ctrl-C/SIGTERM, or until a child dies (then stop the rest and report it)."""
     while True:
+        for supervise in supervisors:  # --ha: dead servers are started again and rejoin
+            supervise()
         for child in children:
             code = child.poll()
             if code is not None:

@@ -266,10 +266,8 @@ class RedisServer:
 
     def start(self, timeout: float = 10.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [str(self.binary()), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
-                "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", ""]
         with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            self._proc = subprocess.Popen(self._args(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                           start_new_session=True)
         deadline = time.monotonic() + timeout
         while not self._answers_ping():
@@ -277,6 +275,10 @@ class RedisServer:
                 self.stop()
                 raise DevStackError(f"redis did not answer PING on port {self.port}:\n{_tail(self.log_path)}")
             time.sleep(0.02)
+
+    def _args(self) -> list[str]:
+        return [str(self.binary()), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
+                "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", ""]
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None

@@ -85,6 +85,23 @@ UPDATE users SET password_hash = $2, email_verified = email_verified OR $3, upda
 # Compare-and-set: a password changed meanwhile (reset, another login's upgrade) is not overwritten.
 REHASH_PASSWORD = "UPDATE users SET password_hash = $2 WHERE id = $1 AND password_hash = $3"
 SELECT_PASSWORD_HASH = "SELECT password_hash FROM users WHERE id = $1"
+# bcrypt runs between reading a hash and acting on it, long enough (a full bcrypt queue makes it longer) for
+# a reset or a deactivation to commit meanwhile. So whatever acts on a verified password first locks the user
+# row inside its writing transaction and compares: the hash it verified must still be the stored one and the
+# account still active. FOR SHARE (logins) / FOR UPDATE (changes) orders it against the reset or deactivation:
+# whichever commits second sees the other (their session revocation then covers a session inserted here).
+LOCK_CREDENTIALS = "SELECT password_hash, is_active FROM users WHERE id = $1 FOR SHARE"
+LOCK_CREDENTIALS_FOR_UPDATE = "SELECT password_hash, is_active FROM users WHERE id = $1 FOR UPDATE"
+SELECT_LIVE_SESSION = "SELECT 1 FROM sessions WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL"
+# A reset token that could be consumed now: checked before bcrypt, so a stranger's guess costs no hash.
+PEEK_ONE_TIME = """
+SELECT 1 FROM one_time_tokens AS t JOIN users AS u ON u.id = t.user_id
+WHERE t.token_hash = $1 AND t.purpose = $2 AND t.used_at IS NULL AND t.expires_at > now() AND u.is_active
+"""
+RESET_PASSWORD = """
+UPDATE users SET password_hash = $2, email_verified = true, updated_at = now() WHERE id = $1 AND is_active
+RETURNING id
+"""
 UPDATE_NAME = "UPDATE users SET name = $2, updated_at = now() WHERE id = $1"
 UPDATE_NOTIFICATIONS = "UPDATE users SET email_notifications = $2, updated_at = now() WHERE id = $1"
 
@@ -182,10 +199,29 @@ async def _start_session(conn: asyncpg.Connection, settings: Settings, user_id: 
     return TokenPair(access, refresh, settings.access_token_ttl)
 
 
-async def check_credentials(db: Database, settings: Settings, *, email: str, password: str) -> int:
-    """The id of the active account with this email and password (used by the API and the HTML login).
+@dataclass(frozen=True)
+class Verified:
+    """An account whose password was just checked, and the stored hash it was checked against."""
 
-    Same 401, and the same bcrypt cost, whether the email or the password is wrong.
+    user_id: int
+    password_hash: str
+
+
+async def still_verified(conn: asyncpg.Connection, verified: Verified) -> None:
+    """Inside the transaction acting on ``verified``: 401/403 unless its hash is still current and the account
+    active (the row stays locked until that transaction ends; see LOCK_CREDENTIALS)."""
+    row = await conn.fetchrow(LOCK_CREDENTIALS, verified.user_id)
+    if row is None or row["password_hash"] != verified.password_hash:
+        raise Unauthorized("Invalid email or password", error="invalid_grant")
+    if not row["is_active"]:
+        raise Forbidden("This account has been deactivated")
+
+
+async def check_credentials(db: Database, settings: Settings, *, email: str, password: str) -> Verified:
+    """The active account with this email and password (used by the API and the HTML login).
+
+    Same 401, and the same bcrypt cost, whether the email or the password is wrong. The caller acts on it
+    in a transaction that starts with ``still_verified``.
     """
     async with db.write.acquire() as conn:
         row = await conn.fetchrow(SELECT_LOGIN, email)
@@ -197,11 +233,14 @@ async def check_credentials(db: Database, settings: Settings, *, email: str, pas
         await _login_failed(db, email, row, "deactivated")
         raise Forbidden("This account has been deactivated")
     # The one moment the plain password is at hand: upgrade a legacy format or an outdated cost.
+    verified = Verified(int(row["id"]), row["password_hash"])
     if needs_rehash(row["password_hash"], settings):
         new_hash = await hash_password(password, settings)
         async with db.write.acquire() as conn:
-            await conn.execute(REHASH_PASSWORD, row["id"], new_hash, row["password_hash"])
-    return int(row["id"])
+            status = await conn.execute(REHASH_PASSWORD, row["id"], new_hash, row["password_hash"])
+        if status == "UPDATE 1":
+            verified = Verified(verified.user_id, new_hash)
+    return verified
 
 
 async def _login_failed(db: Database, email: str, row: asyncpg.Record | None, reason: str) -> None:
@@ -214,10 +253,12 @@ async def _login_failed(db: Database, email: str, row: asyncpg.Record | None, re
 
 
 async def login(db: Database, settings: Settings, *, email: str, password: str) -> TokenPair:
-    user_id = await check_credentials(db, settings, email=email, password=password)
+    verified = await check_credentials(db, settings, email=email, password=password)
     async with db.write.acquire() as conn, conn.transaction():
-        await audit.record(conn, "auth.login", actor_id=user_id, subject_type="user", subject_id=user_id)
-        return await _start_session(conn, settings, user_id)
+        await still_verified(conn, verified)
+        await audit.record(conn, "auth.login", actor_id=verified.user_id, subject_type="user",
+                           subject_id=verified.user_id)
+        return await _start_session(conn, settings, verified.user_id)
 
 
 async def open_browser_session(db: Database, settings: Settings, *, email: str, password: str) -> tuple[int, str]:
@@ -225,11 +266,12 @@ async def open_browser_session(db: Database, settings: Settings, *, email: str, 
 
     No refresh token: the cookie is re-checked against this row on every request instead.
     """
-    user_id = await check_credentials(db, settings, email=email, password=password)
+    verified = await check_credentials(db, settings, email=email, password=password)
     async with db.write.acquire() as conn, conn.transaction():
-        await audit.record(conn, "auth.login", actor_id=user_id, subject_type="user", subject_id=user_id,
-                           detail={"via": "browser"})
-        return user_id, str(await conn.fetchval(INSERT_SESSION, user_id))
+        await still_verified(conn, verified)
+        await audit.record(conn, "auth.login", actor_id=verified.user_id, subject_type="user",
+                           subject_id=verified.user_id, detail={"via": "browser"})
+        return verified.user_id, str(await conn.fetchval(INSERT_SESSION, verified.user_id))
 
 
 async def refresh(db: Database, redis: Redis, settings: Settings, *, refresh_token: str) -> TokenPair:
@@ -321,11 +363,19 @@ async def queue_password_reset(db: Database, settings: Settings, *, email: str, 
 
 async def confirm_password_reset(db: Database, redis: Redis, settings: Settings, *, token: str,
                                  password: str) -> None:
-    """Set the new password and end every session of that user (the link proves the mailbox, too)."""
+    """Set the new password and end every session of that user (the link proves the mailbox, too).
+
+    The token is checked before bcrypt (a dead one costs no hash) and consumed after it, in the writing
+    transaction: a newer reset or a deactivation committed meanwhile makes this one a 401 that changes nothing.
+    """
+    async with db.write.acquire() as conn:
+        if await conn.fetchval(PEEK_ONE_TIME, token_digest(token), "password_reset") is None:
+            raise Unauthorized("The token is invalid, used or expired")
     password_hash = await hash_password(password, settings)
     async with db.write.acquire() as conn, conn.transaction():
         user_id = await _consume(conn, token, "password_reset")
-        await conn.execute(SET_PASSWORD, user_id, password_hash, True)
+        if await conn.fetchval(RESET_PASSWORD, user_id, password_hash) is None:  # deactivated meanwhile
+            raise Unauthorized("The token is invalid, used or expired")
         await conn.execute(REVOKE_USER_SESSIONS, user_id, "password_reset", None)
         await audit.record(conn, "user.password_reset", actor_id=user_id, subject_type="user", subject_id=user_id)
     await auth_changed(redis, user_id)
@@ -341,10 +391,17 @@ async def update_me(db: Database, redis: Redis, settings: Settings, *, user_id: 
             raise field_error("current_password", "Required to set a new password")
         async with db.write.acquire() as conn:
             current_hash = await conn.fetchval(SELECT_PASSWORD_HASH, user_id)
-        if not await verify_password(changes["current_password"], current_hash, settings):
+        if not await verify_password(changes["current_password"], current_hash, settings, signed_in=True):
             raise field_error("current_password", "Incorrect password")
-        new_hash = await hash_password(changes["password"], settings)
+        new_hash = await hash_password(changes["password"], settings, signed_in=True)
     async with db.write.acquire() as conn, conn.transaction():
+        if new_hash is not None:  # compare-and-set on what bcrypt verified (see LOCK_CREDENTIALS)
+            row = await conn.fetchrow(LOCK_CREDENTIALS_FOR_UPDATE, user_id)
+            if row is None or not row["is_active"] or \
+                    await conn.fetchval(SELECT_LIVE_SESSION, session_id, user_id) is None:
+                raise Unauthorized("The access token has been revoked")
+            if row["password_hash"] != current_hash:  # a reset or another change won the race
+                raise field_error("current_password", "Incorrect password")
         if "name" in changes:
             await conn.execute(UPDATE_NAME, user_id, changes["name"])
         if "email_notifications" in changes:

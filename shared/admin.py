@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 
 from shared import accounts, audit, exports, tasks
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict, Forbidden, NotFound
 from shared.db.pagination import decode_cursor, page
 
 # Filters are optional: a NULL parameter switches its condition off, so one statement (and one plan
@@ -35,6 +35,12 @@ SELECT count(*) AS total,
 FROM users
 """
 OUTBOX_COUNTS = "SELECT status, count(*) AS n FROM email_outbox GROUP BY status"
+# Every role or active-state change takes this transaction-level lock first, so "is an active admin left?"
+# is answered by one change at a time: two admins removing each other at once cannot both see the other.
+LOCK_ADMIN_CHANGES = "SELECT pg_advisory_xact_lock(hashtext('taskdeck:admin-changes'))"
+# Under the lock, the acting admin must still be one: the auth check before it may have seen an older role.
+ACTING_ADMIN = "SELECT 1 FROM users WHERE id = $1 AND role = 'admin' AND is_active"
+ACTIVE_ADMINS = "SELECT count(*) FROM users WHERE role = 'admin' AND is_active"
 CURSOR_SCOPE = "admin-users"
 
 
@@ -60,12 +66,20 @@ async def list_users(conn: asyncpg.Connection, *, secret: str, limit: int, curso
 
 async def update_user(conn: asyncpg.Connection, *, user_id: int, acting_admin_id: int, role: str | None = None,
                       is_active: bool | None = None) -> dict[str, Any]:
-    """Change role/active state. Deactivating ends every session at once."""
+    """Change role/active state. Deactivating ends every session at once; the last active admin stays one.
+
+    Call inside a transaction (the lock and the checks hold until it commits).
+    """
     if user_id == acting_admin_id and (role == "user" or is_active is False):
         raise Conflict("Admins cannot demote or deactivate themselves; ask another admin")
+    await conn.execute(LOCK_ADMIN_CHANGES)  # held until the caller's transaction ends
+    if await conn.fetchval(ACTING_ADMIN, acting_admin_id) is None:
+        raise Forbidden("This action needs the admin role")
     row = await conn.fetchrow(UPDATE_USER, user_id, role, is_active)
     if row is None:
         raise NotFound("No such user")
+    if await conn.fetchval(ACTIVE_ADMINS) == 0:  # raising rolls the change back
+        raise Conflict("This would leave no active admin")
     if is_active is False:
         await accounts.revoke_all_sessions(conn, user_id=user_id, reason="deactivated")
     if role is not None:

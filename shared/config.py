@@ -66,6 +66,9 @@ class Settings:
     database_url: str
     redis_url: str
     secret_key: str
+    # Redis through Sentinel (shared/redis_client.py): the sentinels' (host, port)s and the master's name.
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str | None = None
     environment: str = "production"
     database_replica_urls: tuple[str, ...] = ()
     smtp: SmtpConfig | None = None
@@ -103,6 +106,8 @@ class Settings:
     replica_max_lag_seconds: int = 5
     s3: S3Config | None = None  # set when export_storage is s3://...
     session_cache_seconds: int = 30
+    # A query running longer than this fails (and a request answers 503) rather than hanging on a dead peer.
+    db_command_timeout: int = 60
 
     @property
     def is_development(self) -> bool:
@@ -121,7 +126,11 @@ class Settings:
             environment=environment,
             database_url=reader.url("DATABASE_URL", ("postgres", "postgresql")),
             database_replica_urls=reader.url_list("DATABASE_REPLICA_URLS", ("postgres", "postgresql")),
-            redis_url=reader.url("REDIS_URL", ("redis", "rediss", "unix")),
+            redis_sentinels=reader.host_ports("REDIS_SENTINELS"),
+            redis_sentinel_master=reader._get("REDIS_SENTINEL_MASTER"),
+            # With sentinels, REDIS_URL only contributes the database number and credentials.
+            redis_url=reader.url("REDIS_URL", ("redis", "rediss", "unix"),
+                                 "redis://sentinel/0" if reader._get("REDIS_SENTINELS") else None),
             secret_key=reader.secret("SECRET_KEY", development=environment == "development"),
             smtp=reader.smtp("SMTP_URL"),
             mail_from=reader.text("MAIL_FROM", cls.mail_from),
@@ -157,7 +166,9 @@ class Settings:
             database_pooler=reader.choice("DATABASE_POOLER", POOLERS, cls.database_pooler),
             replica_max_lag_seconds=reader.integer("REPLICA_MAX_LAG_SECONDS", cls.replica_max_lag_seconds, 0, 3600),
             session_cache_seconds=reader.integer("SESSION_CACHE_SECONDS", cls.session_cache_seconds, 0, 3600),
+            db_command_timeout=reader.integer("DB_COMMAND_TIMEOUT", cls.db_command_timeout, 1, 3600),
         )
+        reader.sentinel_pair(settings.redis_sentinels, settings.redis_sentinel_master, settings.redis_url)
         settings = settings.with_(s3=reader.s3(settings.export_storage))
         if reader.problems:
             raise ConfigError(reader.problems)
@@ -241,9 +252,28 @@ class _Reader:
 
     def url_list(self, name: str, schemes: tuple[str, ...]) -> tuple[str, ...]:
         def parse(raw: str) -> tuple[str, ...]:
-            return tuple(_parse_url(part.strip(), schemes) for part in raw.split(",") if part.strip())
+            return tuple(_parse_url(part.strip(), schemes) for part in _split_urls(raw) if part.strip())
         expected = "comma-separated URLs starting with " + " or ".join(f"{s}://" for s in schemes)
         return self._check(name, (), parse, expected)  # type: ignore[return-value]
+
+    def host_ports(self, name: str) -> tuple[tuple[str, int], ...]:
+        def parse(raw: str) -> tuple[tuple[str, int], ...]:
+            pairs = []
+            for part in filter(None, (p.strip() for p in raw.split(","))):
+                host, sep, port = part.rpartition(":")
+                if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                    raise ValueError(f"{part!r} is not host:port")
+                pairs.append((host.strip("[]"), int(port)))
+            return tuple(pairs)
+        return self._check(name, (), parse, "comma-separated host:port pairs")  # type: ignore[return-value]
+
+    def sentinel_pair(self, sentinels: tuple[tuple[str, int], ...], master: str | None, redis_url: str) -> None:
+        if bool(sentinels) != bool(master):
+            self.problems.append("REDIS_SENTINELS and REDIS_SENTINEL_MASTER go together: set both (the sentinels "
+                                 "and the name they monitor the master by), or neither")
+        elif sentinels and not redis_url.startswith("redis://"):
+            self.problems.append("REDIS_URL must be a redis:// URL when REDIS_SENTINELS is set (it only gives the "
+                                 "database number and credentials)")
 
     def secret(self, name: str, development: bool) -> str:
         raw = self._get(name)
@@ -315,10 +345,29 @@ def _split_s3(raw: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
+def _split_urls(raw: str) -> list[str]:
+    """Comma-separated URLs, where one URL may list several hosts (``postgresql://u@h1:p,h2:p/db``): a piece
+    joins the previous one while that is still inside its host list (no path started yet)."""
+    parts: list[str] = []
+    for piece in raw.split(","):
+        previous = parts[-1] if parts else ""
+        if previous and "://" not in piece and "/" not in previous.partition("://")[2]:
+            parts[-1] = f"{previous},{piece.strip()}"
+        else:
+            parts.append(piece)
+    return parts
+
+
 def _parse_url(raw: str, schemes: tuple[str, ...]) -> str:
     parts = urlsplit(raw)
     if parts.scheme not in schemes:
         raise ValueError(f"scheme {parts.scheme or 'missing'!r}")
+    if parts.scheme.startswith("postgres") and "," in parts.netloc:
+        # libpq/asyncpg multi-host form: postgresql://user@h1:p1,h2:p2/db (each host checked alone)
+        userinfo, _, hosts = parts.netloc.rpartition("@")
+        for host in hosts.split(","):
+            _parse_url(f"{parts.scheme}://{userinfo}{'@' if userinfo else ''}{host}/", schemes)
+        return raw
     if parts.scheme != "unix" and not parts.hostname:
         raise ValueError("no host")
     try:

@@ -44,8 +44,11 @@ RETURNING {JOB_COLUMNS}
 """
 # The single owner check: $3 (is admin) lets an admin see every job; $4 the kinds the URL serves.
 SELECT_JOB_FOR_USER = f"""
-SELECT {JOB_COLUMNS} FROM jobs AS j WHERE j.id = $1 AND (j.owner_id = $2 OR $3) AND j.kind = ANY($4::text[])
+SELECT {JOB_COLUMNS} FROM jobs AS j
+WHERE j.id = $1 AND ($3 OR (j.owner_id = $2 AND j.kind <> ALL($5::text[]))) AND j.kind = ANY($4::text[])
 """
+# Kinds only admins may see, whoever queued them: a requester who has since lost the role gets a 404.
+ADMIN_ONLY_KINDS = ("admin_activity",)
 SELECT_JOB_PAGE = f"""
 SELECT {JOB_COLUMNS} FROM jobs AS j
 WHERE j.owner_id = $1 AND ($2::bigint IS NULL OR j.id < $2)
@@ -107,7 +110,7 @@ async def get_job_for_user(conn: asyncpg.Connection, *, job_id: int, user_id: in
     """
     if not 1 <= job_id <= MAX_ID:
         raise NotFound("No such job")
-    job = await conn.fetchrow(SELECT_JOB_FOR_USER, job_id, user_id, is_admin, list(kinds))
+    job = await conn.fetchrow(SELECT_JOB_FOR_USER, job_id, user_id, is_admin, list(kinds), list(ADMIN_ONLY_KINDS))
     if job is None:
         raise NotFound("No such job")
     return job

@@ -19,7 +19,7 @@ import bcrypt
 import jwt
 
 from shared.config import Settings
-from shared.errors import Unauthorized
+from shared.errors import ServiceUnavailable, Unauthorized
 
 JWT_ALGORITHM = "HS256"
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
@@ -59,15 +59,55 @@ def _lower_priority() -> None:
 
 
 _bcrypt_pool = ThreadPoolExecutor(BCRYPT_THREADS, thread_name_prefix="bcrypt", initializer=_lower_priority)
+# The pool's queue is bounded: past BCRYPT_QUEUE calls waiting or running in this process, a request gets a
+# 503 with Retry-After at once instead of waiting seconds behind a flood (and holding its window open). The
+# last BCRYPT_RESERVED places are for signed-in callers (a password change), so anonymous requests (login,
+# register, reset), which the per-address limit slows but cannot stop from many addresses, never fill it.
+BCRYPT_QUEUE = 8 * BCRYPT_THREADS
+BCRYPT_RESERVED = 2 * BCRYPT_THREADS
+BCRYPT_RETRY_AFTER = 2
 
 
-async def _in_bcrypt_pool(function: Callable[..., T], *args: Any) -> T:
-    return await asyncio.get_running_loop().run_in_executor(_bcrypt_pool, function, *args)
+class _BcryptQueue:
+    """How many bcrypt calls this process has accepted and not finished (counted until the thread is done,
+    not until the awaiting request gives up: a cancelled request's hash still occupies the pool)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.in_flight = 0
+
+    def admit(self, signed_in: bool) -> bool:
+        with self._lock:
+            if self.in_flight >= BCRYPT_QUEUE - (0 if signed_in else BCRYPT_RESERVED):
+                return False
+            self.in_flight += 1
+            return True
+
+    def done(self, _: object = None) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
 
-async def hash_password(password: str, settings: Settings) -> str:
+_bcrypt_queue = _BcryptQueue()
+
+
+async def _in_bcrypt_pool(function: Callable[..., T], *args: Any, signed_in: bool = False) -> T:
+    if not _bcrypt_queue.admit(signed_in):
+        raise ServiceUnavailable("Too many password checks in progress; retry shortly",
+                                 headers={"Retry-After": str(BCRYPT_RETRY_AFTER)})
+    try:
+        future = _bcrypt_pool.submit(function, *args)
+    except BaseException:
+        _bcrypt_queue.done()
+        raise
+    future.add_done_callback(_bcrypt_queue.done)
+    return await asyncio.wrap_future(future)
+
+
+async def hash_password(password: str, settings: Settings, *, signed_in: bool = False) -> str:
     salt = bcrypt.gensalt(settings.bcrypt_rounds)
-    hashed = await _in_bcrypt_pool(bcrypt.hashpw, _prehash(password, settings.secret_key), salt)
+    hashed = await _in_bcrypt_pool(bcrypt.hashpw, _prehash(password, settings.secret_key), salt,
+                                   signed_in=signed_in)
     return HASH_PREFIX + hashed.decode()
 
 
@@ -86,15 +126,19 @@ def _candidate(password: str, password_hash: str, secret_key: str) -> tuple[byte
     return secret, password_hash.encode()
 
 
-async def verify_password(password: str, password_hash: str | None, settings: Settings) -> bool:
-    """Check ``password``; with no usable hash (unknown user) check a dummy so timing reveals nothing."""
+async def verify_password(password: str, password_hash: str | None, settings: Settings, *,
+                          signed_in: bool = False) -> bool:
+    """Check ``password``; with no usable hash (unknown user) check a dummy so timing reveals nothing.
+
+    :param signed_in: the caller is authenticated (may use the places of the queue kept for them)
+    """
     candidate = _candidate(password, password_hash, settings.secret_key) if password_hash else None
     if candidate is None:
-        dummy = await _in_bcrypt_pool(_dummy_hash, settings.bcrypt_rounds)
-        await _in_bcrypt_pool(bcrypt.checkpw, _prehash(password, settings.secret_key), dummy)
+        dummy = await _in_bcrypt_pool(_dummy_hash, settings.bcrypt_rounds, signed_in=signed_in)
+        await _in_bcrypt_pool(bcrypt.checkpw, _prehash(password, settings.secret_key), dummy, signed_in=signed_in)
         return False
     try:
-        return await _in_bcrypt_pool(bcrypt.checkpw, *candidate)
+        return await _in_bcrypt_pool(bcrypt.checkpw, *candidate, signed_in=signed_in)
     except ValueError:  # a corrupt stored hash: a failed login, not a 500
         return False
 

@@ -14,6 +14,8 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from shared import redis_client
+from shared.config import Settings
 from shared.events import DOORBELL_CHANNEL
 from shared.observability.metrics import DOORBELL_ERRORS, EVENT_STREAMS_OPEN
 from web.keys import AUTH, REDIS, SETTINGS
@@ -22,6 +24,7 @@ logger = logging.getLogger("app.live")
 T = TypeVar("T")
 POLL_SECONDS = 5.0  # the longest a stream waits without a ring
 RECONNECT_SECONDS = 1.0
+LISTEN_SECONDS = 1.0
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -80,16 +83,18 @@ class Hub:
         self.closing = True
         self.wake_all()
 
-    async def listen(self, redis_url: str) -> None:
-        """Ring the local streams on every doorbell message; resubscribe after a Redis failure."""
+    async def listen(self, settings: Settings) -> None:
+        """Ring the local streams on every doorbell message; resubscribe after a Redis failure (through
+        shared.redis_client, so after a Sentinel failover the subscription finds the new master)."""
         while True:
-            client = Redis.from_url(redis_url, socket_connect_timeout=2)
+            client = redis_client.client(settings, max_connections=2)
             try:
                 async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(DOORBELL_CHANNEL)
                     self.wake_all()  # rings may have been missed while (re)subscribing
                     while True:
-                        message = await pubsub.get_message(timeout=POLL_SECONDS)
+                        # Shorter than the client's socket timeout: an idle channel is not a dead one.
+                        message = await pubsub.get_message(timeout=LISTEN_SECONDS)
                         if message is not None:
                             self.wake_all()
             except (RedisError, OSError):
@@ -120,7 +125,7 @@ HUB = web.AppKey("live_hub", Hub)
 
 async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
     hub = app[HUB] = Hub()
-    listener = asyncio.create_task(hub.listen(app[SETTINGS].redis_url), name="doorbell")
+    listener = asyncio.create_task(hub.listen(app[SETTINGS]), name="doorbell")
     yield
     listener.cancel()
     await asyncio.gather(listener, return_exceptions=True)

@@ -12,10 +12,12 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from shared import audit
-from shared.errors import AppError
+from shared.db import failover
+from shared.errors import AppError, ServiceUnavailable
+from shared.observability import metrics as shared_metrics
 from shared.observability.logs import request_id_var
 from web import metrics, ratelimit
-from web.keys import AUTH, DB, REQUEST_ID
+from web.keys import AUTH, DB, REQUEST_ID, SETTINGS
 from web.problem import error_page, problem_response, wants_html
 
 logger = logging.getLogger("app.web")
@@ -42,6 +44,28 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
         audit.origin.reset(origin)
     response.headers["X-Request-ID"] = request_id
     return response
+
+
+@web.middleware
+async def undecodable_headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A header whose bytes are not UTF-8 is refused (400) before anything reads it.
+
+    aiohttp keeps such bytes as lone surrogates in the ``str`` it hands out, which cannot be encoded again:
+    every later ``.encode()`` of the value (the JWT of a session cookie or bearer token, the HMAC check of a
+    CSRF token, a rate-limit key) would raise deep inside. Refusing them here covers every header and cookie,
+    those read today and those read later. Answered as problem+json even to browsers: the HTML error page
+    reads the same cookies.
+    """
+    for name, value in request.raw_headers:
+        if not (name.isascii() and value.isascii()):
+            try:
+                name.decode("utf-8")
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                header = name.decode("ascii", "replace")
+                return problem_response(400, detail=f"The {header} header is not valid UTF-8",
+                                        request_id=request.get(REQUEST_ID, "-"))
+    return await handler(request)
 
 
 @web.middleware
@@ -82,7 +106,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return render(exc.status, detail=_http_detail(exc), headers=headers, request_id=request_id)
     except asyncio.CancelledError:
         raise
-    except Exception:
+    except Exception as exc:
+        if failover.classify(exc) is not None:  # lost outside a handler's retry (middlewares, auth): 503
+            logger.warning("database unavailable on %s %s: %s", request.method, request.rel_url.path,
+                           type(exc).__name__)
+            return render(503, detail="The database is failing over; try again in a few seconds",
+                          headers={"Retry-After": RETRY_AFTER}, request_id=request_id)
         logger.exception("unhandled error on %s %s", request.method, request.rel_url.path)
         return render(500, detail="An unexpected error occurred. Quote the request id when reporting it.",
                       request_id=request_id)
@@ -147,3 +176,54 @@ async def write_position_middleware(request: web.Request, handler: Handler) -> w
         auth = request.get(AUTH)
         if request.method in UNSAFE_METHODS and auth is not None and request.app[DB].replicas:
             await request.app[DB].wrote(auth.user_id)  # type: ignore[attr-defined]
+
+
+# --- failover: a request that lost the primary is retried once when that is safe, else 503 ------------
+# How long a retry waits for a new primary: Patroni's failover takes about its TTL (docs/ha.md), and a
+# caller that waits this long gets its answer instead of a 503. Never longer than DB_COMMAND_TIMEOUT.
+FAILOVER_WAIT = 8.0
+RETRY_AFTER = "2"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _retry_is_safe(request: web.Request) -> bool:
+    """A read, or a write under an Idempotency-Key on a route that honours it: running it twice is one run."""
+    if request.method in SAFE_METHODS:
+        return True
+    traits = getattr(request.match_info.handler, "__api__", None)
+    return bool(getattr(traits, "idempotent", False) and request.headers.get("Idempotency-Key"))
+
+
+def _unavailable(exc: BaseException, outcome: str) -> ServiceUnavailable:
+    shared_metrics.DB_RETRIES.labels(outcome).inc()
+    logger.warning("database unavailable (%s: %s); answering 503", type(exc).__name__, failover.classify(exc))
+    return ServiceUnavailable("The database is failing over; try again in a few seconds",
+                              headers={"Retry-After": RETRY_AFTER})
+
+
+@web.middleware
+async def failover_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Innermost (only the handler is re-run: limits are not counted twice). See shared/failover.py."""
+    try:
+        return await handler(request)
+    except Exception as exc:  # noqa: BLE001 - classified below; everything else goes on unchanged
+        kind = failover.classify(exc)
+        if kind is None:
+            raise
+        first = exc
+    pool = request.app[DB].write
+    if kind in (failover.TIMEOUT, failover.BUSY) or not _retry_is_safe(request):
+        if kind in (failover.PRIMARY_GONE, failover.READ_ONLY):
+            await pool.expire_connections()  # the next request connects afresh, to whoever is primary
+        raise _unavailable(first, "refused") from first
+    budget = min(FAILOVER_WAIT, request.app[SETTINGS].db_command_timeout)
+    if not await failover.wait_for_primary(pool, budget):
+        raise _unavailable(first, "no-primary") from first
+    try:
+        response = await handler(request)
+    except Exception as exc:  # noqa: BLE001
+        if failover.classify(exc) is None:
+            raise
+        raise _unavailable(exc, "failed-again") from exc
+    shared_metrics.DB_RETRIES.labels("succeeded").inc()
+    return response

@@ -30,7 +30,12 @@ from web.security_headers import TRUSTED_INLINE_HTML
 SPEC_URL = "/api/v1/openapi.json"
 DOCS_PREFIX = "/api/docs"
 OPENAPI_KEY = web.AppKey("openapi", dict)
-PROBLEM_STATUSES = (400, 401, 403, 404, 409, 410, 412, 413, 415, 422, 429, 503)
+PROBLEM_STATUSES = (400, 401, 403, 404, 409, 410, 412, 413, 414, 415, 422, 429, 431, 503)
+# Any request can be refused before it reaches its route: by the HTTP parser (web/protocol.py: malformed 400,
+# request line too long 414, headers too large 431), or by the per-user ``api`` tier, which counts every
+# /api/ request that carries a validly signed credential, whatever the route (429). Every operation
+# declares them.
+ANY_REQUEST_STATUSES = frozenset({400, 414, 429, 431})
 IDEMPOTENCY_KEY = {"type": "string", "pattern": KEY_PATTERN,
                    "description": "Replays the first response for 24 h; a UUID is a good choice"}
 RATE_LIMIT_HEADERS = {
@@ -55,6 +60,9 @@ class Traits:
     idempotent: bool = False  # Idempotency-Key: 409 while the first request runs, 422 on another body
     rate_limited: bool = False  # per-address/email limits of the public auth routes (bearer routes always are)
     errors: tuple[int, ...] = ()  # domain errors of this operation alone (409 duplicate email, 410 expired...)
+    # Runs bcrypt: limited per address (429) and refused with 503 + Retry-After while the bounded bcrypt
+    # queue is full (shared/security.py).
+    hashes_password: bool = False
 
 
 def api(**traits: Any) -> Callable[[Handler], Handler]:
@@ -83,7 +91,7 @@ def _problem(status: int) -> dict[str, Any]:
 
 
 def _responses(traits: Traits, path: str) -> dict[str, Any]:
-    codes = set(traits.errors)
+    codes = set(traits.errors) | ANY_REQUEST_STATUSES
     if traits.auth:
         codes |= {401, 429} | ({403} if traits.auth == "admin" else set())
     if traits.body is not None:
@@ -98,6 +106,10 @@ def _responses(traits: Traits, path: str) -> dict[str, Any]:
         codes |= {409, 422}
     if traits.rate_limited:
         codes.add(429)
+    if traits.hashes_password:
+        codes |= {429, 503}
+    if traits.auth or traits.body is not None:  # touches the primary: 503 while it fails over (docs/ha.md)
+        codes.add(503)
     # A copy: apispec resolves schemas in place, and every app built (tests build many) reads the same traits.
     responses: dict[str, Any] = {str(code): copy.deepcopy(value) for code, value in traits.responses.items()}
     if traits.conditional == "read":
@@ -166,6 +178,9 @@ def _components(spec: APISpec) -> None:
         401: {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},
         429: {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}},
               **RATE_LIMIT_HEADERS},
+        # During a database failover (docs/ha.md), while Redis-backed password reset is down, or while the
+        # bounded bcrypt queue is full (shared/security.py).
+        503: {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
     }
     for status in PROBLEM_STATUSES:
         response = {"description": "Problem details (RFC 9457)",

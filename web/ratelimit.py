@@ -2,10 +2,13 @@
 
 Tiers (each configurable, see README):
 
-- ``auth_address``: login, register, password reset (request and confirm), verify-email, per client address;
+- ``auth_address``: every route that can reach bcrypt (login, register, password reset confirm, a password
+  change; API and HTML forms alike), password reset requests and verify-email, per client address;
 - ``auth_email``: register and password-reset requests per target email;
-- ``login``: *failed* logins per email (checked before, counted after a 401);
-- ``api``: authenticated requests per user (a bearer token with a valid signature names the user);
+- ``login``: *failed* logins per email: each attempt reserves a place before bcrypt (so a burst of concurrent
+  wrong passwords cannot all reach it), and a login that was not a wrong password gives it back;
+- ``api``: authenticated ``/api/`` requests per user, whatever the credential: a bearer token or the browser's
+  session cookie with a valid signature names the user;
 - ``jobs``: ``POST /api/v1/exports`` and ``POST /api/v1/reports`` per user;
 - ``invites``: project invitations, per project and per inviter (each its own window).
 
@@ -19,6 +22,7 @@ most once a minute per process. Nothing here ever makes a request fail for lack 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import ipaddress
 import logging
@@ -30,26 +34,30 @@ from typing import AsyncIterator, Callable
 import limits
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.util import WindowStats
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
+from shared import redis_client
 from shared.config import Settings
 from shared.errors import RateLimited, Unauthorized
 from shared.observability import metrics
 from shared.security import AccessClaims
-from web import auth
+from web import auth, session
 from web.keys import REDIS, REDIS_READ, SESSION_CACHE, SETTINGS
 
 logger = logging.getLogger("app.web.ratelimit")
 STORAGE_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 ERROR_LOG_INTERVAL = 60.0
 KEY_PREFIX = "taskdeck:rl"
-# Routes limited per client address before the handler runs (names from web/api/auth.py).
+# Routes limited per client address before the handler runs: the JSON API's (web/api/auth.py) and their
+# HTML form twins (web/pages/auth.py, web/pages/account.py). A password change is limited by its handler
+# (``password_attempt``), since the same route also changes a name.
 AUTH_ADDRESS_ROUTES = frozenset({"auth-login", "auth-register", "auth-password-reset",
-                                 "auth-password-reset-confirm", "auth-verify-email"})
+                                 "auth-password-reset-confirm", "auth-verify-email",
+                                 "page-login-submit", "page-register-submit", "page-reset-password-submit",
+                                 "page-verify-email-submit", "page-forgot-password-submit"})
 JOB_ROUTES = frozenset({"exports-create", "reports-create"})
 # Route name -> the Redis keys its handler will read that the token alone can name (e.g. the caller's
 # cached first page): read in the limiter's round trip too, so that the handler needs none of its own.
@@ -63,6 +71,7 @@ class Usage:
     limit: int
     remaining: int
     reset_at: float  # epoch seconds when a slot frees up
+    tier: str = ""
 
     def tighter_than(self, other: "Usage | None") -> bool:
         return other is None or (self.remaining, self.limit) < (other.remaining, other.limit)
@@ -78,9 +87,7 @@ class Limiter:
     """The tiers and their Redis storage for one app (it borrows the app's Redis connection pool)."""
 
     def __init__(self, settings: Settings, redis: Redis) -> None:
-        scheme, _, rest = settings.redis_url.partition("://")
-        uri = ("async+redis+unix" if scheme == "unix" else f"async+{scheme}") + "://" + rest
-        storage = RedisStorage(uri, implementation="redispy", key_prefix=KEY_PREFIX, connection_pool=redis.connection_pool)
+        storage = redis_client.limits_storage(settings, key_prefix=KEY_PREFIX, pool=redis.connection_pool)
         self.redis, self.storage = redis, storage
         self.strategy = MovingWindowRateLimiter(storage)
         self.tiers = {
@@ -150,7 +157,7 @@ async def _stats(limiter: Limiter, tier: str, key: str, *, count: bool) -> tuple
 
 def _record(request: web.Request, tier: str, stats: WindowStats) -> Usage:
     limiter = request.app[LIMITER]
-    usage = Usage(limiter.tiers[tier].amount, max(0, stats.remaining), stats.reset_time)
+    usage = Usage(limiter.tiers[tier].amount, max(0, stats.remaining), stats.reset_time, tier)
     if usage.tighter_than(request.get(USAGE)):
         request[USAGE] = usage
     return usage
@@ -178,6 +185,48 @@ async def hit(request: web.Request, tier: str, key: str, *, reject: bool = True)
     usage = _record(request, tier, stats)
     if reject and not allowed:
         raise _reject(tier, usage)
+
+
+async def give_back(request: web.Request, tier: str, key: str) -> None:
+    """Undo this request's ``hit`` of ``tier`` for ``key`` (a reserved login attempt that was not a failure).
+
+    The moving window is a Redis list of timestamps, newest first (the ``limits`` library's LPUSH): dropping
+    the newest entry frees one place whichever concurrent request's entry it was.
+    """
+    limiter = request.app.get(LIMITER)
+    if limiter is None:
+        return
+    item = limiter.tiers[tier]
+    bridge = limiter.storage.bridge
+    try:
+        await limiter.redis.lpop(bridge.prefixed_key(item.key_for(tier, _identifier(key))))
+    except STORAGE_ERRORS:
+        limiter.storage_failed()
+        return
+    usage = request.get(USAGE)
+    if usage is not None and usage.tier == tier:
+        request[USAGE] = Usage(usage.limit, min(usage.limit, usage.remaining + 1), usage.reset_at, tier)
+
+
+@contextlib.asynccontextmanager
+async def login_attempt(request: web.Request, email: str) -> AsyncIterator[None]:
+    """Around a password check for ``email``: reserve a place in the ``login`` tier first (429 when none is
+    left, before any bcrypt), and give it back unless the check ends in a wrong password (Unauthorized)."""
+    await hit(request, "login", email)
+    failed = False
+    try:
+        yield
+    except Unauthorized:
+        failed = True
+        raise
+    finally:
+        if not failed:
+            await give_back(request, "login", email)
+
+
+async def password_attempt(request: web.Request) -> None:
+    """A signed-in password change is about to reach bcrypt: count it in the per-address tier."""
+    await hit(request, "auth_address", client_address(request))
 
 
 async def check(request: web.Request, tier: str, key: str) -> None:
@@ -237,17 +286,23 @@ async def _api_hit_and_auth_reads(request: web.Request, limiter: Limiter, claims
         raise _reject("api", usage)
 
 
-def _bearer_claims(request: web.Request) -> AccessClaims | None:
-    """The claims of a validly signed bearer token (revocation is the auth check's business).
+def _caller_claims(request: web.Request) -> AccessClaims | None:
+    """Who the credential names, the way ``web.auth`` will read it: a validly signed bearer token, else the
+    browser's session cookie (revocation and CSRF are the auth check's business: a request refused there
+    was still a request of that user).
 
-    Through the session cache's token memory, so the signature is verified once per token string for the
-    limiter and the auth check together.
+    A bearer token goes through the session cache's token memory, so its signature is verified once per
+    token string for the limiter and the auth check together.
     """
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
+    settings = request.app[SETTINGS]
     try:
-        return request.app[SESSION_CACHE].claims(request.app[SETTINGS], token.strip())
+        if "Authorization" not in request.headers:
+            cookie = request.cookies.get(session.SESSION_COOKIE)
+            return session.decode_session(settings, cookie) if cookie else None
+        scheme, _, token = request.headers["Authorization"].partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        return request.app[SESSION_CACHE].claims(settings, token.strip())
     except Unauthorized:  # the handler answers 401 itself
         return None
 
@@ -260,7 +315,7 @@ async def ratelimit_middleware(request: web.Request, handler: Handler) -> web.St
         name = request.match_info.route.name
         if name in AUTH_ADDRESS_ROUTES:
             await hit(request, "auth_address", client_address(request))
-        elif request.path.startswith("/api/") and (claims := _bearer_claims(request)) is not None:
+        elif request.path.startswith("/api/") and (claims := _caller_claims(request)) is not None:
             await _api_hit_and_auth_reads(request, limiter, claims)
             if name in JOB_ROUTES:
                 await hit(request, "jobs", str(claims.user_id))

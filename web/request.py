@@ -37,6 +37,8 @@ async def read_json(request: web.Request) -> Any:
         return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadRequest(f"Malformed JSON: {exc}") from None
+    except RecursionError:  # nesting deeper than the parser's recursion limit: refused, like any bad JSON
+        raise BadRequest("Malformed JSON: nested too deeply") from None
 
 
 async def load_json(request: web.Request, schema: Schema, *, required: bool = True) -> dict[str, Any]:

@@ -12,7 +12,11 @@ from shared.security import PASSWORD_MAX, PASSWORD_MIN
 class Text(fields.String):
     """A string PostgreSQL can store (no NUL, no lone surrogates), optionally trimmed before validation."""
 
+    # In the OpenAPI document too, so that clients (and schemathesis) know a NUL is refused.
+    NO_NUL = "^[^\\u0000]*$"
+
     def __init__(self, *, trim: bool = False, **kwargs: Any) -> None:
+        kwargs["metadata"] = {"pattern": self.NO_NUL, **kwargs.get("metadata", {})}
         super().__init__(**kwargs)
         self.trim = trim
 
@@ -20,7 +24,17 @@ class Text(fields.String):
         text = super()._deserialize(value, attr, data, **kwargs)
         if "\x00" in text or not _encodable(text):
             raise ValidationError("Must be valid text without NUL characters.")
-        return text.strip() if self.trim else text
+        return text.strip() if self.trim and not over_max_length(self, text) else text
+
+
+def over_max_length(field: fields.Field | None, text: str) -> bool:
+    """True when ``text`` as sent is longer than a Length validator of ``field`` allows.
+
+    Such a value is not trimmed: the OpenAPI document (maxLength) promises a limit on what is sent, so
+    padding cannot carry an over-long value past it; the field's own validator then refuses it (422).
+    """
+    return field is not None and any(isinstance(rule, validate.Length) and rule.max is not None
+                                     and len(text) > rule.max for rule in field.validators)
 
 
 def _encodable(text: str) -> bool:
@@ -68,7 +82,8 @@ class TrimmedSchema(Schema):
     @pre_load
     def _trim(self, data: Any, **_: Any) -> Any:
         if isinstance(data, dict):
-            return {k: v.strip() if isinstance(v, str) and k in self.Meta.trim else v for k, v in data.items()}
+            return {k: v.strip() if isinstance(v, str) and k in self.Meta.trim and not over_max_length(
+                self.fields.get(k), v) else v for k, v in data.items()}
         return data
 
 

@@ -25,6 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from shared import redis_client
 from shared.observability import heartbeats
 
 logger = logging.getLogger("app.worker")
@@ -82,15 +83,31 @@ class ResilientWorker(Worker):
         delay, logged = BACKOFF_START, False
         while True:
             try:
-                return await create_pool(settings, job_serializer=self.job_serializer,
-                                         job_deserializer=self.job_deserializer, default_queue_name=self.queue_name,
-                                         expires_extra_ms=self.expires_extra_ms)
+                return await self._create_pool(settings)
             except (*REDIS_DOWN, RedisError) as exc:
                 if not logged:
                     self._count_outage(exc, "at start")
                     logged = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
+
+    async def _create_pool(self, settings: Any) -> ArqRedis:
+        app_settings = self.ctx.get("settings")
+        if app_settings is None:  # a bare worker (tests): arq's own connection
+            return await create_pool(settings, job_serializer=self.job_serializer,
+                                     job_deserializer=self.job_deserializer, default_queue_name=self.queue_name,
+                                     expires_extra_ms=self.expires_extra_ms)
+        # Ours: plain or through Sentinel with socket timeouts (arq's sentinel mode sets none, so a hung
+        # master would hang the poll loop), and the same connection accounting as web.
+        pool = redis_client.client(app_settings, timeout=max(5.0, self.poll_delay_s))
+        pool.job_serializer, pool.job_deserializer = self.job_serializer, self.job_deserializer
+        pool.default_queue_name, pool.expires_extra_ms = self.queue_name, self.expires_extra_ms
+        try:
+            await pool.ping()
+        except BaseException:
+            await pool.aclose()
+            raise
+        return pool
 
     def _count_outage(self, exc: BaseException, when: str) -> None:
         self.redis_outages += 1

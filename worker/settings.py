@@ -12,10 +12,10 @@ import os
 from typing import Any
 
 from arq import Worker, cron, func
-from arq.connections import RedisSettings
 from redis.asyncio import Redis
 
-from shared import jobs
+from shared import jobs, redis_client
+from shared.db import failover
 from shared.observability import heartbeats, metrics, samplers
 from shared.config import Settings
 from shared.db.database import Database
@@ -50,6 +50,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["storage"] = store
     ctx["db"] = await Database.connect(settings)
     ctx["sampler"] = samplers.start(ctx["db"], ctx["redis"], worker=True)
+    ctx["primary_watch"] = samplers.Periodic(1.0, failover.PrimaryWatch(ctx["db"].write).check).start()
+    try:  # the reconciler, at start: whatever the queue lost while no worker ran is enqueued again now
+        await cleanup.sweep_jobs(ctx)
+    except Exception:  # noqa: BLE001 - the schedule runs it again within seconds
+        logger.warning("reconciling jobs at start failed; the next sweep retries", exc_info=True)
     if settings.worker_metrics_port:
         ctx["metrics_runner"] = await serve_metrics(settings.worker_metrics_port, token=settings.metrics_token)
     logger.info("worker started (environment=%s, smtp=%s)", settings.environment,
@@ -58,8 +63,9 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     sampler, runner = ctx.pop("sampler", None), ctx.pop("metrics_runner", None)
-    if sampler is not None:
-        await sampler.stop()
+    for periodic in (sampler, ctx.pop("primary_watch", None)):
+        if periodic is not None:
+            await periodic.stop()
     if runner is not None:
         await runner.cleanup()
     metrics.process_exited(os.getpid())
@@ -112,7 +118,7 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
     options: dict[str, Any] = {
         name: value for name, value in vars(WorkerSettings).items() if not name.startswith("_")
     }
-    options.update(redis_settings=RedisSettings.from_dsn(settings.redis_url), ctx={"settings": settings},
+    options.update(redis_settings=redis_client.arq_settings(settings), ctx={"settings": settings},
                    handle_signals=False)
     options.update(overrides)
     return ResilientWorker(**options)

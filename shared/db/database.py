@@ -16,17 +16,28 @@ import asyncpg
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from shared import redis_client
 from shared.config import Settings
-from shared.db.replicas import PRIMARY_LSN, READS, Replica, ReplicaSet
+from shared.db.replicas import READS, Replica, ReplicaSet
 
 logger = logging.getLogger("app.db")
 T = TypeVar("T")
 
 WRITE_LSN_KEY = "db:write-lsn:{}"
+# Where a user's write ended in the WAL. The *insert* position, not pg_current_wal_lsn() (the *write*
+# position): with synchronous_commit=off a commit returns before its record is written out, so the write
+# position read just after it can still be short of the commit record, and a replica that has replayed up
+# to there lacks the row. The insert position is at or past every record already inserted, our commit
+# included, whatever the commit mode; a replica reaches it once the WAL writer has flushed (a moment later).
+COMMITTED_LSN = "SELECT (pg_current_wal_insert_lsn() - '0/0')::bigint"
 # Longer than any replica we would still read from can be behind: once the key expires, every replica
 # within the lag ceiling has that write.
 WRITE_LSN_TTL_MARGIN = 60
 REDIS_TIMEOUT = 0.5
+# Past any real WAL position: recorded when a write's position cannot be read, it keeps the user's reads on
+# the primary until the key expires.
+UNKNOWN_POSITION = 2**62
+CONNECT_TIMEOUT = 5.0  # per host: a multi-host DSN tries the next one after this
 # Keep the larger position: two concurrent writes of one user may finish in either order.
 _REMEMBER_MAX = """
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -57,9 +68,13 @@ async def create_pool(dsn: str, settings: Settings, *, min_size: int | None = No
     # Behind PgBouncer in transaction pooling, consecutive statements may reach different server
     # connections, so named prepared statements (asyncpg's cache) would vanish: use unnamed ones.
     cache = {"statement_cache_size": 0} if settings.database_pooler == "pgbouncer" else {}
+    # command_timeout and the connect timeout bound what a dead or partitioned server can cost a caller
+    # (shared/failover.py turns the TimeoutError into a 503). A DSN naming several hosts with
+    # target_session_attrs=read-write finds whichever is primary now, on every new connection.
     pool = await asyncpg.create_pool(dsn, min_size=settings.db_pool_min if min_size is None else min_size,
                                      max_size=settings.db_pool_max, init=_init_connection,
-                                     reset=_reset_connection, command_timeout=60, **cache)
+                                     reset=_reset_connection, command_timeout=settings.db_command_timeout,
+                                     timeout=CONNECT_TIMEOUT, **cache)
     assert pool is not None
     return pool
 
@@ -111,10 +126,17 @@ class Database:
         if self._remember_max is None:
             return
         try:
-            lsn = await self.write.fetchval(PRIMARY_LSN)
+            lsn = await self.write.fetchval(COMMITTED_LSN)
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                asyncpg.InternalClientError):
+            # The primary went away after the write (a failover: TargetServerAttributeNotMatched, a closed
+            # connection...). Its position is unknown, so no replica may serve this user until the key expires.
+            logger.warning("write position of user %s unknown; reads stay on the primary", user_id, exc_info=True)
+            lsn = UNKNOWN_POSITION
+        try:
             async with asyncio.timeout(REDIS_TIMEOUT):
                 await self._remember_max(keys=[WRITE_LSN_KEY.format(user_id)], args=[lsn, self._lsn_ttl])
-        except (RedisError, OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except (RedisError, OSError, asyncio.TimeoutError):
             # Reads still find the primary whenever Redis is down; only a Redis that fails now and answers
             # on the next read could let that read see a replica without this write.
             logger.warning("could not record the write position of user %s", user_id, exc_info=True)
@@ -138,7 +160,7 @@ class Database:
         if not settings.database_replica_urls:
             return cls(write)
         replicas: list[Replica] = []
-        redis = Redis.from_url(settings.redis_url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT)
+        redis = redis_client.client(settings, timeout=REDIS_TIMEOUT)
         try:
             for index, url in enumerate(settings.database_replica_urls):
                 # min_size 0: a replica that is down at start must not keep the process from starting.

@@ -131,8 +131,12 @@ class ReplicaSet:
         except Exception as exc:  # noqa: BLE001 - any failure (refused, timeout, primary down) means: do not use it
             self._mark(replica, "down", None, error=type(exc).__name__)
             return
-        if not row["in_recovery"]:  # promoted, or pointed at a primary by mistake: not a replica we can reason about
+        if not row["in_recovery"]:
+            # Promoted (a failover swapped the roles), or pointed at a primary by mistake: not a replica we can
+            # reason about. Reconnect on the next poll: a DSN listing every node with target_session_attrs=standby
+            # then finds whichever node is the standby now (the old primary, once it has rejoined).
             self._mark(replica, "down", None, error="not in recovery")
+            await replica.pool.expire_connections()
             return
         replica.replay_lsn = int(row["replay_lsn"] or 0)
         age = row["replayed_age"]  # None until the replica has replayed a transaction since it started

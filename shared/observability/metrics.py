@@ -69,6 +69,22 @@ EMAILS_FAILED = Counter("taskdeck_emails_failed_total", "Mail attempts that fail
 WORKER_HEARTBEAT_AGE = Gauge("taskdeck_worker_heartbeat_age_seconds", "Seconds since a worker last beat",
                              multiprocess_mode="livemin")
 
+# Failover (shared/failover.py, shared/redis_client.py, worker/jobs/cleanup.py).
+DB_FAILOVERS = Counter("taskdeck_db_failovers_total", "Times this process found the primary on another server or timeline")
+DB_PRIMARY_UP = Gauge("taskdeck_db_primary_up", "1 while a writable primary answers, else 0", multiprocess_mode="livemin")
+DB_NO_PRIMARY_SECONDS = Counter("taskdeck_db_no_primary_seconds_total", "Seconds this process found no writable primary")
+DB_RETRIES = Counter("taskdeck_db_failover_retries_total", "Requests retried once after losing the primary", ["outcome"])
+REDIS_CONNECTS = Counter("taskdeck_redis_connects_total", "Connections opened to Redis (a jump: reconnects)")
+REDIS_NEW = Counter("taskdeck_redis_new_total", "Times Redis was found to be another master or emptied")
+JOBS_REENQUEUED = Counter("taskdeck_jobs_reenqueued_total", "Jobs the reconciler handed to the queue again",
+                          ["kind", "reason"])
+# Exposed at 0 from the start, so rules and dashboards see the series before the first failover.
+for _kind in ("export", "summary", "admin_activity"):
+    for _reason in ("lost", "stale"):
+        JOBS_REENQUEUED.labels(_kind, _reason)
+for _outcome in ("succeeded", "refused", "no-primary", "failed-again"):
+    DB_RETRIES.labels(_outcome)
+
 
 def registry() -> CollectorRegistry:
     """What /metrics serves: this process's registry, or every process's files when multiprocess."""

@@ -50,15 +50,16 @@ async def _raw(client, request: bytes) -> bytes:
         writer.close()
 
 
-@pytest.mark.parametrize("request_bytes", [
-    b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",  # a header over 8190 bytes
-    b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",                  # a request line over it
-    b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+@pytest.mark.parametrize(("request_bytes", "status"), [
+    (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),  # a header over 8190 bytes
+    (b"GET /" + b"a" * 33000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),                  # a request line over 32 KiB
+    (b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400),
 ])
-async def test_requests_the_http_parser_refuses_are_a_plain_400_the_documented_exception(client, request_bytes):
-    """aiohttp answers these itself before the application runs, with no hook to render them: the one
-    kind of 4xx that is not problem+json (docs/errors.md). Pinned so a change of aiohttp is noticed."""
+async def test_requests_the_http_parser_refuses_are_problems_too(client, request_bytes, status):
+    """aiohttp answers these itself before the application runs; web/protocol.py makes that answer a
+    problem (more cases in tests/api/test_raw_http.py)."""
     response = await _raw(client, request_bytes)
     head = response.split(b"\r\n\r\n", 1)[0].decode()
-    assert head.startswith("HTTP/1.0 400 Bad Request") and "Content-Type: text/plain" in head
+    assert head.startswith(f"HTTP/1.0 {status} ") and "Content-Type: application/problem+json" in head, head
+    assert "X-Request-ID: " in head
     assert b"Traceback" not in response

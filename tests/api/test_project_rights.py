@@ -170,3 +170,22 @@ async def test_the_list_query_reads_each_project_through_the_membership_join(db:
     assert await db.fetch(sql, *args) == []
     assert (await db.fetchrow(tasks.SELECT_STATS, ada.id))["status_todo"] == 0
     assert await inbox_id(db, ada)  # the project is still there; only the membership went
+
+
+async def test_the_summary_report_covers_the_members_projects(client: Any, make_user: Any,
+                                                              db: asyncpg.Connection) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from shared import reports
+
+    ada, bob, eve = await make_user(), await make_user(), await make_user()
+    team = await shared_project(client, db, ada, viewer=bob)
+    await new_task(client, ada, team, due_at="2020-01-01T00:00:00Z")
+    await new_task(client, eve)
+    now = datetime.now(timezone.utc)
+    for user, created in ((bob, 1), (ada, 1), (eve, 1)):
+        data = await reports.summary(db, owner_id=user.id, start=now - timedelta(days=1), end=now + timedelta(days=1))
+        assert data["created"] == created and data["overdue"] == (0 if user is eve else 1), user
+    await db.execute("DELETE FROM project_members WHERE project_id = $1 AND user_id = $2", team["id"], bob.id)
+    data = await reports.summary(db, owner_id=bob.id, start=now - timedelta(days=1), end=now + timedelta(days=1))
+    assert data["created"] == 0 and data["most_overdue"] == []

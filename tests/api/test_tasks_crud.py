@@ -66,10 +66,17 @@ async def test_get_returns_the_task_with_etag_and_304_on_match(client, make_user
     assert stale.status == 200
 
 
+def _moment(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 async def test_patch_changes_only_sent_fields_and_bumps_version_and_updated_at(client, make_user, db):
     user = await make_user()
     task, _ = await create(client, user, description="keep me", tags=["x"], due_at="2030-01-01T00:00:00Z")
-    await db.execute("UPDATE tasks SET updated_at = updated_at - interval '1 hour' WHERE id = $1", task["id"])
+    # An hour into the past, so "bumped" cannot hide in the API's whole seconds.
+    created_at = await db.fetchval("UPDATE tasks SET created_at = created_at - interval '1 hour', "
+                                   "updated_at = updated_at - interval '1 hour' WHERE id = $1 "
+                                   "RETURNING date_trunc('second', created_at)", task["id"])
     response = await client.patch(f"{TASKS}/{task['id']}", json={"title": " New ", "priority": "high"},
                                   headers=user.headers)
     assert response.status == 200, await response.text()
@@ -77,8 +84,11 @@ async def test_patch_changes_only_sent_fields_and_bumps_version_and_updated_at(c
     assert response.headers["ETag"] == f'"{task["id"]}-2"'
     assert (updated["title"], updated["priority"], updated["description"]) == ("New", "high", "keep me")
     assert updated["tags"] == ["x"] and updated["due_at"] == "2030-01-01T00:00:00Z"
-    assert updated["updated_at"] > task["updated_at"] or updated["updated_at"] >= task["created_at"]
-    assert updated["created_at"] == task["created_at"]
+    # The PATCH's own now(): what the row now holds, an hour after the (moved) creation, which stays put.
+    stored = await db.fetchval("SELECT date_trunc('second', updated_at) FROM tasks WHERE id = $1", task["id"])
+    assert _moment(updated["updated_at"]) == stored
+    assert _moment(updated["updated_at"]) - created_at >= timedelta(minutes=59)
+    assert _moment(updated["created_at"]) == created_at
     row = await db.fetchrow("SELECT version, updated_at > created_at AS bumped FROM tasks WHERE id = $1", task["id"])
     assert row["version"] == 2 and row["bumped"]
 

@@ -121,3 +121,15 @@ async def test_an_invitation_link_lands_the_invitee_in_the_project(aiohttp_clien
     assert "Book club" in await (await bea_client.get(url)).text()
     again = await bea_client.post("/invitations/accept", data={"csrf_token": csrf_of(text), "token": token})
     assert again.status == 404 and re.search(r"unknown, already used or revoked", await again.text())
+
+
+async def test_the_account_page_turns_collaboration_mails_off_and_on(client, make_user, db):
+    user, csrf = await signed_in(client, make_user)
+    assert "Email me when a task is assigned" in await (await client.get("/account")).text()
+    off = await client.post("/account", data={"csrf_token": csrf, "action": "notifications"})
+    assert off.status == 200 and "are off" in await off.text()
+    assert await db.fetchval("SELECT email_notifications FROM users WHERE id = $1", user.id) is False
+    on = await client.post("/account", data={"csrf_token": csrf, "action": "notifications",
+                                             "email_notifications": "on"})
+    assert "are on" in await on.text()
+    assert await db.fetchval("SELECT email_notifications FROM users WHERE id = $1", user.id) is True

@@ -213,3 +213,22 @@ async def test_an_export_from_behind_a_lagging_replica_has_the_owners_last_write
     job = await fetch_job(client, owner, job)
     assert job["status"] == "succeeded", job
     assert [row["title"] for row in parse_csv(await download(client, owner, job))] == ["final"]
+
+
+async def test_a_write_whose_position_cannot_be_read_keeps_the_writer_on_the_primary(replica, replica_settings):
+    """The primary gone right after a write (a failover): recording its position must not fail the request,
+    and no replica may serve that user a read that lacks the write."""
+    database = await Database.connect(replica_settings)
+    try:
+        assert await database.read_as(7, lambda conn: conn.fetchval(ON_REPLICA)) is True
+        healthy = database.write
+        database.write = await asyncpg.create_pool(replica_settings.database_url, min_size=0, max_size=1)
+        await database.write.close()  # asyncpg now raises InterfaceError, as on a connection lost mid-failover
+        try:
+            await database.wrote(7)
+        finally:
+            database.write = healthy
+        assert await database.read_as(7, lambda conn: conn.fetchval(ON_REPLICA)) is False
+        assert await database.read_as(8, lambda conn: conn.fetchval(ON_REPLICA)) is True
+    finally:
+        await database.close()

@@ -5,7 +5,6 @@ from aiohttp import web
 from marshmallow import Schema, fields, validate
 
 from shared import accounts
-from shared.errors import Unauthorized
 from web import ratelimit
 from web.auth import authenticate, deny
 from web.keys import ARQ, DB, REDIS, SETTINGS
@@ -67,7 +66,7 @@ class PasswordResetConfirmSchema(Schema):
 TOKEN_PAIR = ok("A token pair", TokenPairSchema, headers=("Cache-Control",))
 
 
-@api(tags=AUTH_TAG, body=RegisterSchema, rate_limited=True, errors=(409,),
+@api(tags=AUTH_TAG, body=RegisterSchema, rate_limited=True, hashes_password=True, errors=(409,),
      responses={201: ok("The new user", UserOutSchema, headers=("Location",))})
 async def register(request: web.Request) -> web.Response:
     """Create an account and send its verification email."""
@@ -77,19 +76,16 @@ async def register(request: web.Request) -> web.Response:
     return json_response(user, status=201, headers={"Location": "/api/v1/users/me"})
 
 
-@api(tags=AUTH_TAG, body=LoginSchema, rate_limited=True, errors=(401, 403), responses={200: TOKEN_PAIR})
+@api(tags=AUTH_TAG, body=LoginSchema, rate_limited=True, hashes_password=True, errors=(401, 403),
+     responses={200: TOKEN_PAIR})
 async def login(request: web.Request) -> web.Response:
     """Exchange email and password for an access and a refresh token.
 
     Wrong email and wrong password are the same 401; a deactivated account is 403.
     """
     data = await load_json(request, LoginSchema())
-    await ratelimit.check(request, "login", data["email"])  # only failures count, so check first
-    try:
+    async with ratelimit.login_attempt(request, data["email"]):
         pair = await accounts.login(request.app[DB], request.app[SETTINGS], **data)
-    except Unauthorized:
-        await ratelimit.hit(request, "login", data["email"], reject=False)
-        raise
     return json_response(pair.as_dict(), headers={"Cache-Control": "no-store"})
 
 
@@ -133,7 +129,7 @@ async def request_password_reset(request: web.Request) -> web.Response:
     return web.Response(status=202)
 
 
-@api(tags=AUTH_TAG, body=PasswordResetConfirmSchema, rate_limited=True, errors=(401,),
+@api(tags=AUTH_TAG, body=PasswordResetConfirmSchema, rate_limited=True, hashes_password=True, errors=(401,),
      responses={204: ok("Password changed")})
 async def confirm_password_reset(request: web.Request) -> web.Response:
     """Set a new password with the mailed token (401 if it is not live); every session of the user ends."""

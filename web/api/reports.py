@@ -93,7 +93,7 @@ async def create_report(request: web.Request) -> web.Response:
 
 def report_params(auth: AuthContext, data: dict[str, Any]) -> dict[str, str]:
     """A loaded report request as job params; the one role check of report kinds (API and HTML pages)."""
-    if data["kind"] == "admin_activity" and not auth.is_admin:
+    if data["kind"] in exports.ADMIN_ONLY_KINDS and not auth.is_admin:
         raise Forbidden("The admin activity report needs the admin role")
     start, end = ReportPeriodSchema.period(data)
     return {"from": start.isoformat(), "to": end.isoformat()}

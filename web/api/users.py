@@ -7,6 +7,7 @@ from aiohttp import web
 from marshmallow import ValidationError, validate, validates_schema
 
 from shared import accounts
+from web import ratelimit
 from web.auth import authenticate
 from web.keys import DB, REDIS, SETTINGS
 from web.openapi import api, ok
@@ -36,7 +37,8 @@ async def get_me(request: web.Request) -> web.Response:
     return json_response(auth.user)
 
 
-@api(tags=("users",), auth="user", body=UserUpdateSchema, responses={200: ok("The updated user", UserOutSchema)})
+@api(tags=("users",), auth="user", body=UserUpdateSchema, hashes_password=True,
+     responses={200: ok("The updated user", UserOutSchema)})
 async def update_me(request: web.Request) -> web.Response:
     """Change your name, email notifications or password.
 
@@ -44,6 +46,8 @@ async def update_me(request: web.Request) -> web.Response:
     """
     auth = await authenticate(request)
     changes = await load_json(request, UserUpdateSchema())
+    if "password" in changes:
+        await ratelimit.password_attempt(request)
     user = await accounts.update_me(request.app[DB], request.app[REDIS], request.app[SETTINGS], user_id=auth.user_id,
                                     session_id=auth.claims.session_id, changes=changes)
     return json_response(user)

@@ -19,7 +19,7 @@ from web.keys import ARQ, DB, REDIS, SETTINGS
 from web.schemas import validate_password
 from web.api.auth import PasswordResetSchema
 from web.pages.common import field_errors, form_data, load_form, redirect, render
-from web.pages.auth import limit_auth_attempt
+from web.pages.auth import limit_auth_email
 
 RESET_REQUEST_SCHEMA = PasswordResetSchema()
 
@@ -73,7 +73,7 @@ async def submit_forgot_password(request: web.Request) -> web.Response:
         data = load_form(RESET_REQUEST_SCHEMA, values)
     except ValidationFailed as exc:
         return render(request, "forgot_password.html", {"values": values, "errors": field_errors(exc)}, 422)
-    await limit_auth_attempt(request, "password_reset", data["email"])
+    await limit_auth_email(request, data["email"])  # per address: the middleware (AUTH_ADDRESS_ROUTES)
     await accounts.request_password_reset(request.app[DB], request.app[ARQ], request.app[SETTINGS], **data)
     return redirect(request, "/login?" + urlencode({"email": data["email"]}),
                     f"If {data['email']} has an account, a link to choose a new password is on its way. "

@@ -17,19 +17,10 @@ from web.pages.common import field_errors, form_data, load_form, page_user, redi
 LOGIN_SCHEMA, REGISTER_SCHEMA, UPDATE_SCHEMA = LoginSchema(), RegisterSchema(), UserUpdateSchema()
 
 
-async def limit_auth_attempt(request: web.Request, action: str, email: str) -> None:
-    """The one place the HTML login and register are rate limited: the JSON API's limiter, tiers and keys
-    (per client address, and per email: failed logins, register requests). RateLimited renders as the 429 page.
-    """
-    await ratelimit.hit(request, "auth_address", ratelimit.client_address(request))
-    if action == "login":
-        await ratelimit.check(request, "login", email)  # only failures count (see count_failed_login)
-    else:
-        await ratelimit.hit(request, "auth_email", email)
-
-
-async def count_failed_login(request: web.Request, email: str) -> None:
-    await ratelimit.hit(request, "login", email, reject=False)
+async def limit_auth_email(request: web.Request, email: str) -> None:
+    """Register and reset-mail requests per target email, the JSON API's tier (the per-address tier is the
+    middleware's, web/ratelimit.py AUTH_ADDRESS_ROUTES). RateLimited renders as the 429 page."""
+    await ratelimit.hit(request, "auth_email", email)
 
 
 async def home(request: web.Request) -> web.Response:
@@ -52,15 +43,13 @@ async def submit_login(request: web.Request) -> web.Response:
     values, next_path = {"email": str(form.get("email", ""))}, safe_next(str(form.get("next", "")))
     try:
         data = load_form(LOGIN_SCHEMA, {"email": values["email"], "password": str(form.get("password", ""))})
-        await limit_auth_attempt(request, "login", data["email"])
-        user_id, session_id = await accounts.open_browser_session(request.app[DB], settings, **data)
+        async with ratelimit.login_attempt(request, data["email"]):  # the API's failed-login tier
+            user_id, session_id = await accounts.open_browser_session(request.app[DB], settings, **data)
     except ValidationFailed as exc:
         return render(request, "login.html", {"values": values, "next": next_path, "errors": field_errors(exc)}, 422)
     except (Unauthorized, Forbidden) as exc:
-        status = exc.status
-        if status == 401:
-            await count_failed_login(request, data["email"])
-        return render(request, "login.html", {"values": values, "next": next_path, "error": exc.detail}, status)
+        return render(request, "login.html", {"values": values, "next": next_path, "error": exc.detail},
+                      exc.status)
     response = redirect(request, next_path)
     session.set_session_cookie(response, settings, user_id=user_id, session_id=session_id)
     return response
@@ -83,7 +72,7 @@ async def submit_register(request: web.Request) -> web.Response:
     next_path = _register_next(str(form.get("next", "")))
     try:
         data = load_form(REGISTER_SCHEMA, {**values, "password": str(form.get("password", ""))})
-        await limit_auth_attempt(request, "register", data["email"])
+        await limit_auth_email(request, data["email"])
         user = await accounts.register(request.app[DB], request.app[ARQ], request.app[SETTINGS], **data)
     except ValidationFailed as exc:
         return render(request, "register.html", {"values": values, "errors": field_errors(exc), "next": next_path},
@@ -122,14 +111,22 @@ async def show_account(request: web.Request) -> web.Response:
 
 
 async def submit_account(request: web.Request) -> web.Response:
-    """Name or password, through the API's schema and ``update_me`` (a new password ends the other sessions)."""
+    """Name, email notifications or password, through the API's schema and ``update_me`` (a new password ends
+    the other sessions)."""
     auth = await page_user(request)
     form = await form_data(request)
     action = str(form.get("action", "name"))
+    if action == "notifications":  # a checkbox: present means on
+        on = form.get("email_notifications") == "on"
+        await accounts.update_me(request.app[DB], request.app[REDIS], request.app[SETTINGS], user_id=auth.user_id,
+                                 session_id=auth.claims.session_id, changes={"email_notifications": on})
+        return redirect(request, "/account", "Emails about assignments and comments are " + ("on." if on else "off."))
     fields = ("name",) if action == "name" else ("password", "current_password")
     changes = {name: str(form.get(name, "")) for name in fields}
     try:
         data = load_form(UPDATE_SCHEMA, changes)
+        if "password" in data:
+            await ratelimit.password_attempt(request)
         await accounts.update_me(request.app[DB], request.app[REDIS], request.app[SETTINGS], user_id=auth.user_id,
                                  session_id=auth.claims.session_id, changes=data)
     except ValidationFailed as exc:
@@ -156,9 +153,9 @@ async def sign_out_everywhere(request: web.Request) -> web.Response:
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/", home, name="page-home")
     app.router.add_get("/login", show_login, name="page-login")
-    app.router.add_post("/login", submit_login)
+    app.router.add_post("/login", submit_login, name="page-login-submit")
     app.router.add_get("/register", show_register, name="page-register")
-    app.router.add_post("/register", submit_register)
+    app.router.add_post("/register", submit_register, name="page-register-submit")
     app.router.add_get("/logout", show_logout, name="page-logout")
     app.router.add_post("/logout", submit_logout)
     app.router.add_get("/account", show_account, name="page-account")

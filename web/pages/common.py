@@ -180,13 +180,21 @@ def parse_local(text: str, zone: str, field: str, errors: dict[str, list[str]]) 
         example = "2026-11-22" if _DATE_INPUT.match(text) or len(text) <= 10 else "2026-11-22 18:30"
         errors[field] = [f"Enter a valid date{'' if len(example) == 10 else ' and time'}, e.g. {example}."]
         return None
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _utc_text(moment)
 
 
-def next_day(rfc3339: str) -> str:
-    """The end of a day-long range whose start ``parse_local`` returned."""
-    moment = datetime.strptime(rfc3339, "%Y-%m-%dT%H:%M:%SZ") + timedelta(days=1)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+def _utc_text(moment: datetime) -> str:
+    # isoformat, not strftime: glibc's %Y writes the year 1 as "1", which nothing parses back.
+    return moment.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+
+
+def next_day(rfc3339: str) -> str | None:
+    """The end of a day-long range whose start ``parse_local`` returned; None when that day is the calendar's
+    last (the range then has no end: nothing can be due after it)."""
+    try:
+        return _utc_text(datetime.fromisoformat(rfc3339.replace("Z", "+00:00")) + timedelta(days=1))
+    except OverflowError:
+        return None
 
 
 def _moment(value: Any) -> datetime | None:
@@ -197,16 +205,24 @@ def _moment(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
+def _local(moment: datetime, zone: str | None) -> datetime:
+    """``moment`` in ``zone``; in UTC when the zone's offset would carry it past the calendar's first or last
+    day (a task due 9999-12-31 23:30 UTC is already in the year 10000 in Tokyo, which datetime cannot hold)."""
+    try:
+        return moment.astimezone(ZoneInfo(zone or "UTC"))
+    except OverflowError:
+        return moment.astimezone(timezone.utc)
+
+
 @jinja2.pass_context
 def when(context: Any, value: Any, missing: str = "—") -> Markup:
     """A <time> in the viewer's zone; app.js re-renders it in the browser's own zone at once."""
     moment = _moment(value)
     if moment is None:
         return Markup(escape(missing))
-    local = moment.astimezone(ZoneInfo(context.get("tz") or "UTC"))
-    text = f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
-    iso = moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return Markup('<time datetime="{}">{}</time>').format(iso, text)
+    local = _local(moment, context.get("tz"))
+    text = f"{local.replace(tzinfo=None).isoformat(sep=' ', timespec='minutes')} {local.tzname()}"
+    return Markup('<time datetime="{}">{}</time>').format(_utc_text(moment), text)
 
 
 @jinja2.pass_context
@@ -215,7 +231,7 @@ def local_input(context: Any, value: Any) -> str:
     moment = _moment(value)
     if moment is None:
         return ""
-    return f"{moment.astimezone(ZoneInfo(context.get('tz') or 'UTC')):%Y-%m-%dT%H:%M}"
+    return _local(moment, context.get("tz")).replace(tzinfo=None).isoformat(timespec="minutes")
 
 
 def task_dict(body: str) -> dict[str, Any]:

@@ -55,8 +55,8 @@ def filter_input(query: MultiDictProxy[Any], zone: str, errors: dict[str, list[s
     due_to = parse_local(str(query.get("due_to", "")), zone, "due_to", errors)
     if due_from:
         data["due_after"] = due_from
-    if due_to:
-        data["due_before"] = next_day(due_to)
+    if due_to and (end := next_day(due_to)) is not None:
+        data["due_before"] = end
     return data
 
 

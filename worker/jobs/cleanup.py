@@ -1,14 +1,19 @@
 """Cron jobs that keep the job table and the export storage honest.
 
-- ``sweep_jobs`` (every SWEEP_EVERY seconds): the job row is the outbox. Re-enqueue queued jobs whose queue entry
-  was lost (the web process died after the commit, Redis was down or flushed) and running jobs whose
-  worker died (no heartbeat for LEASE). A duplicate run is harmless: the claim lets one through.
+- ``sweep_jobs``, the reconciler (at worker start and every SWEEP_EVERY seconds): the job row is the truth.
+  Re-enqueue queued jobs whose queue entry was lost (the web process died after the commit, Redis was
+  down, flushed or failed over to a replica that lacked the entry) and running jobs whose worker died (no
+  heartbeat for LEASE). When Redis is new (another master, or emptied: shared/redis_client.RedisIdentity)
+  every entry may be gone, so queued rows are taken after NEW_REDIS_GRACE instead of GRACE, and the
+  outbox is swept at once too. A duplicate run is harmless: the claim lets one through.
 - ``cleanup_exports`` (hourly): delete files past ``expires_at`` (downloads then answer 410), delete
   rows ROW_GRACE later (then 404), and delete temp files that no live run can still be writing.
 """
 from __future__ import annotations
 
 import logging
+import math
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +23,9 @@ from arq.jobs import Job, JobStatus
 
 from shared import exports
 from shared.observability import metrics
+from shared.redis_client import RedisIdentity
 from worker.jobs import runner
+from worker.jobs.outbox import sweep_outbox
 from worker.jobs.runner import LEASE
 
 logger = logging.getLogger("app.worker.cleanup")
@@ -28,6 +35,8 @@ CLEANUP_JOB_NAME = "cleanup_exports"
 # How long a fresh row may wait for its first run (enqueued right after the commit) before we step in.
 # Rows whose arq entry is still queued are skipped anyway; this only covers lost enqueues (Redis was down).
 GRACE = timedelta(seconds=20)
+# After Redis was found new: only a row committed this recently may still have its first enqueue in flight.
+NEW_REDIS_GRACE = timedelta(seconds=1)
 SWEEP_BATCH = 200
 # With runner.LEASE (15 s), a killed worker's job is re-enqueued at most ~20 s after its last beat.
 # One indexed query per tick, run by one worker (unique cron).
@@ -67,7 +76,25 @@ async def sweep_jobs(ctx: dict[str, Any]) -> int:
 
     :return: how many were enqueued
     """
-    rows = await ctx["db"].write.fetch(SELECT_STUCK_JOBS, GRACE, LEASE, SWEEP_BATCH)
+    identity = ctx.setdefault("redis_identity", RedisIdentity())
+    fresh = await identity.changed(ctx["redis"])
+    if fresh:
+        ctx["redis_new_at"] = time.monotonic()
+    # For a whole GRACE after Redis was found new, not just once: a row made a moment before the loss is
+    # inside NEW_REDIS_GRACE at the first sweep and would otherwise wait the full GRACE.
+    recently_new = time.monotonic() - ctx.get("redis_new_at", -math.inf) < GRACE.total_seconds()
+    try:
+        enqueued = await _reenqueue(ctx, NEW_REDIS_GRACE if recently_new else GRACE)
+    except BaseException:
+        identity.seen = None  # not reconciled: the next sweep must treat Redis as new again
+        raise
+    if fresh:
+        await sweep_outbox(ctx)
+    return enqueued
+
+
+async def _reenqueue(ctx: dict[str, Any], grace: timedelta) -> int:
+    rows = await ctx["db"].write.fetch(SELECT_STUCK_JOBS, grace, LEASE, SWEEP_BATCH)
     enqueued = 0
     for row in rows:
         if await _still_in_queue(ctx["redis"], row):
@@ -80,6 +107,7 @@ async def sweep_jobs(ctx: dict[str, Any]) -> int:
         enqueued += job is not None
         if job is not None:
             metrics.JOBS_ENQUEUED.labels(row["kind"]).inc()
+            metrics.JOBS_REENQUEUED.labels(row["kind"], "lost" if row["status"] == "queued" else "stale").inc()
     if rows:
         logger.info("job sweep: %s stuck jobs, %s re-enqueued", len(rows), enqueued)
     return enqueued

@@ -32,6 +32,7 @@ from redis.exceptions import RedisError
 from shared import exports
 from shared.observability import metrics
 from shared.config import Settings
+from shared.db import failover
 from shared.observability.logs import request_id_var
 from shared.mail.outbox import dispatch, queue_email
 from shared.storage import Storage, storage_from_settings
@@ -100,7 +101,8 @@ def is_transient(exc: BaseException) -> bool:
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
-        if isinstance(current, TRANSIENT_ERRORS):
+        # The database's failures are named in one place (shared/db/failover.py), the web tier's too.
+        if isinstance(current, TRANSIENT_ERRORS) or failover.classify(current) is not None:
             return True
         seen.add(id(current))
         current = current.__cause__ or current.__context__
