@@ -17,7 +17,7 @@ from arq.connections import ArqRedis
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from shared import jobs
+from shared import audit, jobs
 from shared.config import Settings
 from shared.db.database import Database
 from shared.errors import Conflict, Forbidden, ServiceUnavailable, Unauthorized, field_error
@@ -226,9 +226,11 @@ async def check_credentials(db: Database, settings: Settings, *, email: str, pas
     async with db.write.acquire() as conn:
         row = await conn.fetchrow(SELECT_LOGIN, email)
     if not await verify_password(password, row["password_hash"] if row else None, settings):
+        await _login_failed(db, email, row, "wrong email or password")
         raise Unauthorized("Invalid email or password", error="invalid_grant")
     assert row is not None
     if not row["is_active"]:
+        await _login_failed(db, email, row, "deactivated")
         raise Forbidden("This account has been deactivated")
     # The one moment the plain password is at hand: upgrade a legacy format or an outdated cost.
     verified = Verified(int(row["id"]), row["password_hash"])
@@ -241,10 +243,21 @@ async def check_credentials(db: Database, settings: Settings, *, email: str, pas
     return verified
 
 
+async def _login_failed(db: Database, email: str, row: asyncpg.Record | None, reason: str) -> None:
+    """Audit a refused login. Its own short write (the request then fails): it runs after the login rate
+    limits let the attempt through (web.ratelimit, before the handler), so a flood is refused before it
+    can write here."""
+    async with db.write.acquire() as conn:
+        await audit.record(conn, "auth.login_failed", actor_id=None, subject_type="user" if row else None,
+                           subject_id=row["id"] if row else None, detail={"email": email[:254], "reason": reason})
+
+
 async def login(db: Database, settings: Settings, *, email: str, password: str) -> TokenPair:
     verified = await check_credentials(db, settings, email=email, password=password)
     async with db.write.acquire() as conn, conn.transaction():
         await still_verified(conn, verified)
+        await audit.record(conn, "auth.login", actor_id=verified.user_id, subject_type="user",
+                           subject_id=verified.user_id)
         return await _start_session(conn, settings, verified.user_id)
 
 
@@ -256,6 +269,8 @@ async def open_browser_session(db: Database, settings: Settings, *, email: str, 
     verified = await check_credentials(db, settings, email=email, password=password)
     async with db.write.acquire() as conn, conn.transaction():
         await still_verified(conn, verified)
+        await audit.record(conn, "auth.login", actor_id=verified.user_id, subject_type="user",
+                           subject_id=verified.user_id, detail={"via": "browser"})
         return verified.user_id, str(await conn.fetchval(INSERT_SESSION, verified.user_id))
 
 
@@ -271,6 +286,8 @@ async def refresh(db: Database, redis: Redis, settings: Settings, *, refresh_tok
                 await conn.execute(SPEND_REFRESH, token_digest(refresh_token))
                 return await _start_session(conn, settings, row["user_id"], str(row["session_id"]))
             await conn.execute(REVOKE_SESSION, row["session_id"], "refresh_token_reuse")
+            await audit.record(conn, "auth.refresh_reuse", actor_id=None, subject_type="user",
+                               subject_id=row["user_id"], detail={"session_id": str(row["session_id"])})
         # Committed above: the revocation must stick even though this request fails.
         logger.warning("spent refresh token reused; session %s revoked", row["session_id"])
     await auth_changed(redis, row["user_id"])
@@ -281,6 +298,7 @@ async def logout(db: Database, redis: Redis, *, user_id: int, session_id: str, r
     """End the caller's session, and the session of ``refresh_token`` if it is the caller's too."""
     async with db.write.acquire() as conn, conn.transaction():
         await conn.execute(REVOKE_SESSION, session_id, "logout")
+        await audit.record(conn, "auth.logout", actor_id=user_id, subject_type="user", subject_id=user_id)
         if refresh_token:
             other = await conn.fetchval(SELECT_SESSION_OWNER, token_digest(refresh_token), user_id)
             if other is not None:
@@ -359,6 +377,7 @@ async def confirm_password_reset(db: Database, redis: Redis, settings: Settings,
         if await conn.fetchval(RESET_PASSWORD, user_id, password_hash) is None:  # deactivated meanwhile
             raise Unauthorized("The token is invalid, used or expired")
         await conn.execute(REVOKE_USER_SESSIONS, user_id, "password_reset", None)
+        await audit.record(conn, "user.password_reset", actor_id=user_id, subject_type="user", subject_id=user_id)
     await auth_changed(redis, user_id)
 
 
@@ -390,6 +409,8 @@ async def update_me(db: Database, redis: Redis, settings: Settings, *, user_id: 
         if new_hash is not None:
             await conn.execute(SET_PASSWORD, user_id, new_hash, False)
             await conn.execute(REVOKE_USER_SESSIONS, user_id, "password_change", session_id)
+            await audit.record(conn, "user.password_changed", actor_id=user_id, subject_type="user",
+                               subject_id=user_id)
         user = await get_user(conn, user_id=user_id)
     await auth_changed(redis, user_id)
     assert user is not None

@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 
-from shared import accounts, exports, tasks
+from shared import accounts, audit, exports, tasks
 from shared.errors import Conflict, Forbidden, NotFound
 from shared.db.pagination import decode_cursor, page
 
@@ -82,6 +82,12 @@ async def update_user(conn: asyncpg.Connection, *, user_id: int, acting_admin_id
         raise Conflict("This would leave no active admin")
     if is_active is False:
         await accounts.revoke_all_sessions(conn, user_id=user_id, reason="deactivated")
+    if role is not None:
+        await audit.record(conn, "user.role_changed", actor_id=acting_admin_id, subject_type="user",
+                           subject_id=user_id, detail={"role": role})
+    if is_active is not None:
+        await audit.record(conn, "user.active_changed", actor_id=acting_admin_id, subject_type="user",
+                           subject_id=user_id, detail={"is_active": is_active})
     return accounts.user_out(row)
 
 

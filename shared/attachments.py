@@ -13,7 +13,7 @@ import uuid
 
 import asyncpg
 
-from shared import rights, tasks
+from shared import events, rights, tasks
 from shared.errors import Forbidden, NotFound, PayloadTooLarge, ValidationFailed
 
 MAX_FILENAME = 255
@@ -46,7 +46,7 @@ _JOIN, _ROLE, _VISIBLE = rights.access("t.project_id", "$2", "$3")
 # One attachment for one caller, through the `tasks` view: a trashed task's files answer 404 too.
 SELECT_ATTACHMENT = f"""
 SELECT a.id, a.task_id, a.filename, a.content_type, a.size_bytes, a.uploaded_by, a.storage_key,
-       {_ROLE} AS role, (SELECT array_agg(x.user_id) FROM project_members AS x WHERE x.project_id = t.project_id)
+       t.project_id, {_ROLE} AS role, (SELECT array_agg(x.user_id) FROM project_members AS x WHERE x.project_id = t.project_id)
        AS audience
 FROM attachments AS a JOIN tasks AS t ON t.id = a.task_id {_JOIN}
 WHERE a.id = $1 AND {_VISIBLE}
@@ -116,6 +116,8 @@ async def record(conn: asyncpg.Connection, *, task_id: int, user_id: int, is_adm
             raise QuotaExceeded(quota)
         body = await conn.fetchval(INSERT_ATTACHMENT, task_id, filename, content_type, size, user_id, key)
         await conn.execute(COUNT_CHANGE, task_id, 1)
+        await events.record(conn, "attachment.created", project_id=task["project_id"], task_id=task_id,
+                            actor_id=user_id, data=body)
     return body, frozenset(task["audience"] or ())
 
 
@@ -145,4 +147,6 @@ async def delete_attachment(conn: asyncpg.Connection, *, attachment_id: int, use
         task_id = await conn.fetchval(DELETE_ATTACHMENT, attachment_id)
         if task_id is not None:
             await conn.execute(COUNT_CHANGE, task_id, -1)
+            await events.record(conn, "attachment.deleted", project_id=row["project_id"], task_id=task_id,
+                                actor_id=user_id, data={"id": attachment_id, "task_id": task_id})
     return frozenset(row["audience"] or ())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from shared import notify, rights
+from shared import events, notify, rights
 from shared.db.pagination import decode_id_cursor, page
 from shared.errors import Forbidden
 from shared.tasks import AUDIENCE, MAX_ID, Written, get_task_for_user, utc
@@ -31,7 +31,7 @@ COUNT_CHANGE = "UPDATE tasks SET comment_count = comment_count + $2, version = v
 # A comment by its own id, with the caller's effective role in its task's project: $1 comment, $2 user, $3 admin.
 _JOIN, _ROLE, _VISIBLE = rights.access("t.project_id", "$2", "$3")
 SELECT_COMMENT_FOR_WRITE = f"""
-SELECT c.id, c.task_id, c.author_id, {_ROLE} AS role, {AUDIENCE.format("t.project_id")}
+SELECT c.id, c.task_id, c.author_id, t.project_id, {_ROLE} AS role, {AUDIENCE.format("t.project_id")}
 FROM comments AS c JOIN tasks AS t ON t.id = c.task_id {_JOIN}
 WHERE c.id = $1 AND {_VISIBLE}
 FOR UPDATE OF c, t
@@ -62,6 +62,8 @@ async def create_comment(conn: asyncpg.Connection, *, task_id: int, user_id: int
                                        for_update=True, needed=rights.EDITOR)
         comment = await conn.fetchrow(INSERT_COMMENT, task_id, user_id, body)
         await conn.execute(COUNT_CHANGE, task_id, 1)
+        await events.record(conn, "comment.created", project_id=task["project_id"], task_id=task_id,
+                            actor_id=user_id, data=comment["body"])
         mail = await notify.comment_on_assigned(conn, task=task, comment_id=comment["id"], body=body,
                                                 actor_id=user_id)
     return Written(comment, frozenset(task["audience"] or ()), (mail,))
@@ -83,7 +85,10 @@ async def update_comment(conn: asyncpg.Connection, *, comment_id: int, user_id: 
         row = await _comment_for_write(conn, comment_id, user_id, is_admin)
         if row["author_id"] != user_id:
             raise Forbidden("Only its author can edit a comment")
-        return str((await conn.fetchrow(UPDATE_COMMENT, comment_id, body))["body"])
+        text = str((await conn.fetchrow(UPDATE_COMMENT, comment_id, body))["body"])
+        await events.record(conn, "comment.updated", project_id=row["project_id"], task_id=row["task_id"],
+                            actor_id=user_id, data=text)
+        return text
 
 
 async def delete_comment(conn: asyncpg.Connection, *, comment_id: int, user_id: int, is_admin: bool) -> Written:
@@ -94,4 +99,6 @@ async def delete_comment(conn: asyncpg.Connection, *, comment_id: int, user_id: 
             raise Forbidden("Only its author or a project admin can delete a comment")
         await conn.execute(DELETE_COMMENT, comment_id)
         await conn.execute(COUNT_CHANGE, row["task_id"], -1)
+        await events.record(conn, "comment.deleted", project_id=row["project_id"], task_id=row["task_id"],
+                            actor_id=user_id, data={"id": comment_id})
     return Written(row, frozenset(row["audience"] or ()))

@@ -84,6 +84,11 @@ class Settings:
     db_pool_max: int = 10
     metrics_token: str | None = None  # guards /metrics and the detail of /ready (web/ops_access.py)
     outbox_retention_days: int = 30
+    changes_retention_days: int = 30  # the change feed (shared/events.py); an older cursor is 410
+    audit_retention_days: int = 365  # the site audit log (shared/audit.py)
+    webhook_allow_private: bool = False  # development and tests: http:// and non-public addresses
+    webhook_delivery_retention_days: int = 30
+    events_max_streams: int = 10  # open /api/v1/events streams per user
     # Protection (web.ratelimit, shared.cache): limits in the `limits` library's notation.
     rate_limits: bool = True
     rate_limit_login: str = "10 per 15 minutes"
@@ -142,6 +147,12 @@ class Settings:
             db_pool_max=reader.integer("DB_POOL_MAX", cls.db_pool_max, 1, 500),
             metrics_token=reader.token("METRICS_TOKEN"),
             outbox_retention_days=reader.integer("OUTBOX_RETENTION_DAYS", cls.outbox_retention_days, 1, 3650),
+            changes_retention_days=reader.integer("CHANGES_RETENTION_DAYS", cls.changes_retention_days, 1, 3650),
+            audit_retention_days=reader.integer("AUDIT_RETENTION_DAYS", cls.audit_retention_days, 1, 3650),
+            webhook_allow_private=reader.switch("WEBHOOK_ALLOW_PRIVATE", cls.webhook_allow_private),
+            webhook_delivery_retention_days=reader.integer(
+                "WEBHOOK_DELIVERY_RETENTION_DAYS", cls.webhook_delivery_retention_days, 1, 3650),
+            events_max_streams=reader.integer("EVENTS_MAX_STREAMS", cls.events_max_streams, 1, 10000),
             rate_limits=reader.switch("RATE_LIMITS", cls.rate_limits),
             rate_limit_login=reader.rate("RATE_LIMIT_LOGIN", cls.rate_limit_login),
             rate_limit_auth_address=reader.rate("RATE_LIMIT_AUTH_ADDRESS", cls.rate_limit_auth_address),

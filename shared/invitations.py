@@ -13,12 +13,12 @@ from typing import Any
 
 import asyncpg
 
-from shared import rights
+from shared import audit, events, rights
 from shared.config import Settings
 from shared.db.pagination import decode_id_cursor, page
 from shared.errors import Conflict, Forbidden, Gone, NotFound
 from shared.mail import outbox
-from shared.projects import Changed, get_project
+from shared.projects import Changed, get_member, get_project, member_out
 from shared.security import new_token, token_digest
 from shared.tasks import MAX_ID
 
@@ -125,5 +125,9 @@ async def accept(conn: asyncpg.Connection, *, token: str, user_id: int) -> Chang
         await conn.execute(ADD_MEMBER, project_id, user_id, invitation["role"])
         await conn.execute(MARK_ACCEPTED, invitation["id"], user_id)
         await conn.execute(TOUCH, project_id)
+        await events.record(conn, "member.added", project_id=project_id, actor_id=user_id,
+                            data=member_out(await get_member(conn, project_id, user_id)))
+        await audit.record(conn, "member.added", actor_id=user_id, subject_type="project", subject_id=project_id,
+                           detail={"user_id": user_id, "role": invitation["role"], "invitation_id": invitation["id"]})
         project = await get_project(conn, project_id=project_id, user_id=user_id, is_admin=False, for_update=True)
     return Changed(project, frozenset(project["audience"] or ()))

@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from shared import rights
+from shared import audit, events, rights
 from shared.db.pagination import decode_id_cursor, page
 from shared.errors import Conflict, Forbidden, NotFound, PreconditionFailed
 from shared.tasks import MAX_ID, etag_matches
@@ -76,6 +76,13 @@ def project_out(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
             "created_at": row["created_at"], "updated_at": row["updated_at"]}
 
 
+def project_data(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
+    """A project as an event carries it: every field but ``role``, which is each reader's own."""
+    data = project_out(row)
+    del data["role"]
+    return data
+
+
 def member_out(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     return {"user": {"id": row["user_id"], "name": row["name"], "email": row["email"]}, "role": row["role"],
             "joined_at": row["joined_at"]}
@@ -103,7 +110,9 @@ async def get_project(conn: asyncpg.Connection, *, project_id: int, user_id: int
 async def create_project(conn: asyncpg.Connection, *, owner_id: int, data: dict[str, Any]) -> asyncpg.Record:
     project_id = await conn.fetchval(INSERT_PROJECT, data["name"], data.get("description", ""), data.get("color"),
                                      owner_id)
-    return await get_project(conn, project_id=project_id, user_id=owner_id, is_admin=False)
+    row = await get_project(conn, project_id=project_id, user_id=owner_id, is_admin=False)
+    await events.record(conn, "project.created", project_id=project_id, actor_id=owner_id, data=project_data(row))
+    return row
 
 
 async def list_projects(conn: asyncpg.Connection, *, user_id: int, archived: bool | None, limit: int,
@@ -129,11 +138,14 @@ async def update_project(conn: asyncpg.Connection, *, project_id: int, user_id: 
         _check_if_match(row, if_match)
         if row["is_inbox"] and ("name" in changes or changes.get("archived")):
             raise Conflict("The Inbox cannot be renamed or archived")
+        after = row
         if changes:
             await conn.execute(UPDATE_PROJECT, project_id, changes.get("name"), changes.get("description"),
                                "color" in changes, changes.get("color"), changes.get("archived"))
-        return Changed(await get_project(conn, project_id=project_id, user_id=user_id, is_admin=is_admin),
-                       _audience(row))
+            after = await get_project(conn, project_id=project_id, user_id=user_id, is_admin=is_admin)
+            await events.record(conn, "project.updated", project_id=project_id, actor_id=user_id,
+                                data=project_data(after))
+        return Changed(after, _audience(row))
 
 
 async def delete_project(conn: asyncpg.Connection, *, project_id: int, user_id: int, is_admin: bool,
@@ -146,6 +158,10 @@ async def delete_project(conn: asyncpg.Connection, *, project_id: int, user_id: 
         if row["is_inbox"]:
             raise Conflict("The Inbox cannot be deleted")
         await conn.execute(DELETE_PROJECT, project_id)
+        await events.record(conn, "project.deleted", project_id=project_id, actor_id=user_id, data={"id": project_id},
+                            also=row["audience"] or ())
+        await audit.record(conn, "project.deleted", actor_id=user_id, subject_type="project", subject_id=project_id,
+                           detail={"name": row["name"]})
     return Changed(None, _audience(row))
 
 
@@ -158,7 +174,7 @@ async def list_members(conn: asyncpg.Connection, *, project_id: int, user_id: in
     return page(rows, limit, lambda row: [row["user_id"]], secret, scope)
 
 
-async def _member(conn: asyncpg.Connection, project_id: int, member_id: int) -> asyncpg.Record:
+async def get_member(conn: asyncpg.Connection, project_id: int, member_id: int) -> asyncpg.Record:
     row = await conn.fetchrow(SELECT_MEMBER, project_id, member_id) if 1 <= member_id <= MAX_ID else None
     if row is None:
         raise NotFound("No such member")
@@ -172,7 +188,7 @@ async def change_role(conn: asyncpg.Connection, *, project_id: int, user_id: int
     async with conn.transaction():
         project = await get_project(conn, project_id=project_id, user_id=user_id, is_admin=is_admin,
                                     needed=rights.ADMIN, for_update=True)
-        target = await _member(conn, project_id, member_id)
+        target = await get_member(conn, project_id, member_id)
         mine = project["role"]
         if role == rights.OWNER:
             if mine != rights.OWNER:
@@ -181,6 +197,11 @@ async def change_role(conn: asyncpg.Connection, *, project_id: int, user_id: int
                 await conn.execute(SET_ROLE, project_id, project["owner_id"], rights.ADMIN)
                 await conn.execute(SET_ROLE, project_id, member_id, rights.OWNER)
                 await conn.execute(SET_OWNER, project_id, member_id)
+                old_owner = await get_member(conn, project_id, project["owner_id"])
+                await events.record(conn, "member.updated", project_id=project_id, actor_id=user_id,
+                                    data=member_out(old_owner))
+                await audit.record(conn, "project.owner_changed", actor_id=user_id, subject_type="project",
+                                   subject_id=project_id, detail={"from": project["owner_id"], "to": member_id})
         else:
             if target["role"] == rights.OWNER:
                 raise Conflict("The owner's role changes only by handing the project to another member")
@@ -188,7 +209,12 @@ async def change_role(conn: asyncpg.Connection, *, project_id: int, user_id: int
                 raise Forbidden(f"As {mine} you can only change roles below {mine}")
             await conn.execute(SET_ROLE, project_id, member_id, role)
             await conn.execute(TOUCH, project_id)
-        return Changed(member_out(await _member(conn, project_id, member_id)), _audience(project))
+        member = member_out(await get_member(conn, project_id, member_id))
+        if member["role"] != target["role"]:
+            await events.record(conn, "member.updated", project_id=project_id, actor_id=user_id, data=member)
+            await audit.record(conn, "member.updated", actor_id=user_id, subject_type="project", subject_id=project_id,
+                               detail={"user_id": member_id, "role": member["role"]})
+        return Changed(member, _audience(project))
 
 
 async def remove_member(conn: asyncpg.Connection, *, project_id: int, user_id: int, is_admin: bool,
@@ -198,7 +224,7 @@ async def remove_member(conn: asyncpg.Connection, *, project_id: int, user_id: i
         leaving = member_id == user_id
         project = await get_project(conn, project_id=project_id, user_id=user_id, is_admin=is_admin,
                                     needed=rights.VIEWER if leaving else rights.ADMIN, for_update=True)
-        target = await _member(conn, project_id, member_id)
+        target = await get_member(conn, project_id, member_id)
         if target["role"] == rights.OWNER:
             raise Conflict("The owner can neither leave nor be removed; hand the project to another member first")
         if not leaving and rights.rank(target["role"]) >= rights.rank(project["role"]):
@@ -206,4 +232,8 @@ async def remove_member(conn: asyncpg.Connection, *, project_id: int, user_id: i
         await conn.execute(UNASSIGN, project_id, member_id)
         await conn.execute(DELETE_MEMBER, project_id, member_id)
         await conn.execute(TOUCH, project_id)
+        await events.record(conn, "member.removed", project_id=project_id, actor_id=user_id,
+                            data=member_out(target), also=(member_id,))
+        await audit.record(conn, "member.removed", actor_id=user_id, subject_type="project", subject_id=project_id,
+                           detail={"user_id": member_id, "role": target["role"]})
     return Changed(None, _audience(project, member_id))

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 import asyncpg
 
-from shared import notify, recurrence, rights, trash
+from shared import events, notify, recurrence, rights, trash
 from shared.db.pagination import decode_cursor, page
 from shared.errors import Forbidden, NotFound, PreconditionFailed, ValidationFailed, field_error
 
@@ -78,6 +78,9 @@ WITH target AS (
            CASE WHEN $4::task_status = 'done' THEN now() END, $11::bigint, $12::text
     FROM target WHERE target.role >= 'editor' AND target.assignee_ok
     RETURNING {RETURNING}
+), event AS (
+    {events.cte("task.created", source="created", project="created.project_id", task="created.id", actor="$1",
+                data="created.body")}
 )
 SELECT target.role, target.assignee_ok, target.audience, created.* FROM target LEFT JOIN created ON true
 """
@@ -366,6 +369,8 @@ async def update_task(conn: asyncpg.Connection, *, task_id: int, user_id: int, i
         if assignee_id is not None and not await conn.fetchval(
                 SELECT_IS_MEMBER, project_id or task["project_id"], assignee_id):
             raise field_error("assignee_id", "Must be a member of the task's project")
+        # A recurring task's completion moves its due date instead (shared/recurrence.py): still a completion.
+        completed = changes.get("status") == "done" and json.loads(task["body"])["status"] != "done"
         changes = _completion(task, changes)
         with tree_errors():
             row = await conn.fetchrow(UPDATE_TASK, task_id, changes.get("title"), changes.get("description"),
@@ -375,6 +380,12 @@ async def update_task(conn: asyncpg.Connection, *, task_id: int, user_id: int, i
                                       changes.get("parent_id"), "recurrence" in changes, changes.get("recurrence"))
             if target is not None:
                 await conn.execute(MOVE_SUBTASKS, task_id, project_id)
+        kind = "task.completed" if completed else "task.updated"
+        await events.record(conn, kind, project_id=row["project_id"], task_id=task_id, actor_id=user_id,
+                            data=row["body"])
+        if target is not None:  # the old project's members see it leave
+            await events.record(conn, kind, project_id=task["project_id"], task_id=task_id, actor_id=user_id,
+                                data=row["body"])
         mails = ()
         if row["assignee_id"] not in (None, task["assignee_id"]):
             mails = (await notify.task_assigned(conn, task=row, actor_id=user_id),)
@@ -390,6 +401,8 @@ async def delete_task(conn: asyncpg.Connection, *, task_id: int, user_id: int, i
                                        for_update=True, needed=rights.EDITOR)
         _check_precondition(task, if_match)
         await trash.trash_task(conn, task_id=task_id, project_id=task["project_id"])
+        await events.record(conn, "task.deleted", project_id=task["project_id"], task_id=task_id, actor_id=user_id,
+                            data={"id": task_id})
     return Written(task, _audience(task))
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from shared import rights
+from shared import events, rights
 from shared.db.pagination import decode_id_cursor, page
 from shared.errors import Conflict, NotFound
 
@@ -99,6 +99,8 @@ async def restore_task(conn: asyncpg.Connection, *, task_id: int, user_id: int, 
             raise Conflict(f"Its parent task {row['parent_id']} is in the trash: restore the parent first")
         await conn.execute(LOCK_PROJECT_TREE, row["project_id"])
         await conn.execute(RESTORE_SUBTREE, task_id)
+        await events.record(conn, "task.restored", project_id=row["project_id"], task_id=task_id, actor_id=user_id,
+                            data={"id": task_id})
     return task_id, frozenset(row["audience"] or ())
 
 

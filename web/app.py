@@ -17,7 +17,7 @@ from shared.db import failover
 from shared.db.database import Database
 from shared.observability import metrics, samplers
 from shared.storage import storage_from_settings
-from web import middlewares, protocol, ratelimit, routes, security_headers
+from web import live, middlewares, protocol, ratelimit, routes, security_headers
 from web.keys import ARQ, CACHE, DB, REDIS, SESSION_CACHE, SETTINGS, STORAGE
 from web.request import MAX_BODY
 from web.session_cache import SessionCache
@@ -107,6 +107,7 @@ MIDDLEWARES = [
     middlewares.write_position_middleware,  # after a user's write, remember its WAL position
     middlewares.compression_middleware,  # compresses whatever the inner ones produced, error bodies too
     middlewares.error_middleware,        # the one error mapping: inner raises become problem+json
+    live.doorbell_middleware,            # inside it: only a write that did not raise rings the live streams
     security_headers.hostile_input_middleware,  # overlong path segments, broken forms -> 4xx
     ratelimit.ratelimit_middleware,      # raises RateLimited, mapped just outside; before any handler work
     middlewares.failover_middleware,     # innermost: a request that lost the primary is re-run once, or 503
@@ -121,6 +122,7 @@ def create_app(settings: Settings) -> web.Application:
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader([TEMPLATES / "pages", TEMPLATES]), autoescape=True)
     app.cleanup_ctx.extend([db_ctx, redis_ctx, storage_ctx, cache_ctx, sampler_ctx, failover_watch_ctx])
     ratelimit.setup(app)
+    live.setup(app)  # after redis_ctx: the doorbell's subscription ends first
     # Security headers on every response; before the routes, which may add
     # trusted inline HTML (Swagger UI) to the policy.
     security_headers.setup(app, [TEMPLATES / "pages", TEMPLATES / "reports", TEMPLATES / "errors"])

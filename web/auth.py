@@ -151,3 +151,26 @@ async def require_admin(request: web.Request) -> AuthContext:
     if not context.is_admin:
         raise Forbidden("This action needs the admin role")
     return context
+
+
+async def recheck(request: web.Request) -> None:
+    """For a long-lived response (the event stream): raise Unauthorized once the request's token has expired,
+    been logged out, or its session revoked since ``authenticate`` let it in.
+
+    Reads Redis afresh (the rate limiter's early read is as old as the request); the remembered session is
+    keyed by the user's auth version, which every revocation changes, so a revoked session misses it and
+    goes to the primary, which no longer has it.
+    """
+    context = request[AUTH]
+    assert isinstance(context, AuthContext)
+    claims = context.claims
+    if claims.expires_at <= time.time():
+        raise Unauthorized("The access token has expired")
+    try:
+        denied, version = await request.app[REDIS].mget(*revocation_keys(claims))
+        version = version or b""
+    except RedisError:
+        denied, version = None, None  # nothing remembered is trusted: the session check on the primary holds
+    if denied is not None:
+        raise Unauthorized("The access token has been revoked")
+    await _live_session_user(request, claims, version)

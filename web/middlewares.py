@@ -11,11 +11,12 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from shared import audit
 from shared.db import failover
 from shared.errors import AppError, ServiceUnavailable
 from shared.observability import metrics as shared_metrics
 from shared.observability.logs import request_id_var
-from web import metrics
+from web import metrics, ratelimit
 from web.keys import AUTH, DB, REQUEST_ID, SETTINGS
 from web.problem import error_page, problem_response, wants_html
 
@@ -31,6 +32,8 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     request_id = incoming if incoming and _VALID_REQUEST_ID.match(incoming) else os.urandom(16).hex()
     request[REQUEST_ID] = request_id
     token = request_id_var.set(request_id)
+    # Where the request came from, for an audit entry written anywhere below (shared.audit).
+    origin = audit.origin.set(audit.Origin(ratelimit.client_address(request), request.headers.get("User-Agent")))
     try:
         response = await handler(request)
     except web.HTTPException as exc:  # redirects and 304 raised by handlers
@@ -38,6 +41,7 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
         raise
     finally:
         request_id_var.reset(token)
+        audit.origin.reset(origin)
     response.headers["X-Request-ID"] = request_id
     return response
 

@@ -142,4 +142,6 @@ def limit_field() -> fields.Integer:
 
 
 def cursor_field() -> fields.String:
-    return Text(load_default=None, validate=validate.Length(max=1000))
+    # Our cursors are under 200 characters. 500 keeps even a cursor of 4-byte characters, percent-encoded
+    # (12 bytes each), inside the HTTP parser's 8 KiB request line, so a long one is a 422, never a 400.
+    return Text(load_default=None, validate=validate.Length(max=500))

@@ -23,7 +23,7 @@ from shared.observability.logs import configure_logging
 from shared.storage import storage_from_settings
 from worker.jobs import accounts as account_jobs
 from worker.metrics_server import serve_metrics
-from worker.jobs import cleanup, housekeeping, reminders, trash
+from worker.jobs import cleanup, housekeeping, reminders, trash, webhooks
 from worker.jobs import exports as export_jobs
 from worker.jobs import reports as report_jobs
 from worker.jobs.email import MAX_ATTEMPTS, send_email
@@ -98,6 +98,7 @@ class WorkerSettings:
         *cleanup.CRON_JOBS,
         *reminders.CRON_JOBS,
         *trash.CRON_JOBS,
+        *webhooks.CRON_JOBS,
     ]
     on_startup = startup
     on_shutdown = shutdown

@@ -38,6 +38,22 @@ CACHE_ERRORS = Counter("taskdeck_cache_errors_total", "Cache operations that fai
 RATELIMIT_REJECTIONS = Counter("taskdeck_ratelimit_rejections_total", "Requests refused with 429", ["limit"])
 RATELIMIT_ERRORS = Counter("taskdeck_ratelimit_errors_total", "Limit checks skipped because Redis failed (fail open)")
 
+# The change feed (shared.events) and its live streams (web.live, web.api.stream).
+EVENT_STREAMS_OPEN = Gauge("taskdeck_event_streams_open", "Open /api/v1/events streams", multiprocess_mode="livesum")
+EVENTS_PUSHED = Counter("taskdeck_events_pushed_total", "Events sent on live streams")
+EVENTS_SERVED = Counter("taskdeck_events_served_total", "Events returned by /api/v1/changes")
+EVENT_STREAM_ENDS = Counter("taskdeck_event_stream_ends_total", "Streams ended by the server", ["reason"])
+# From the event's transaction start (its `at`) to its write on a stream: the live path's whole delay.
+EVENT_PUSH_LAG = Histogram("taskdeck_event_push_lag_seconds", "Event commit to stream write",
+                           buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+WEBHOOK_DELIVERIES = Counter("taskdeck_webhook_deliveries_total", "Webhook delivery attempts by outcome",
+                             ["outcome"])
+WEBHOOK_DELIVERY_SECONDS = Histogram("taskdeck_webhook_delivery_seconds", "Webhook delivery attempt duration",
+                                     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+WEBHOOK_OLDEST_PENDING = Gauge("taskdeck_webhook_oldest_pending_seconds",
+                               "Age of the oldest undelivered webhook delivery", multiprocess_mode="livemax")
+DOORBELL_ERRORS = Counter("taskdeck_event_doorbell_errors_total", "Doorbell publishes or subscriptions that failed")
+
 # Jobs (exports and reports; kind = export, summary, admin_activity) and mail.
 JOBS_ENQUEUED = Counter("taskdeck_jobs_enqueued_total", "Jobs handed to the queue", ["kind"])
 JOBS_STARTED = Counter("taskdeck_jobs_started_total", "Job runs started", ["kind"])

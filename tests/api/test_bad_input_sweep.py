@@ -126,6 +126,9 @@ async def query_names(client) -> dict[str, list[str]]:
 
 async def check(response: Any, *context: Any) -> None:
     """Below 500; an API error is a problem document; nothing leaks a traceback."""
+    if response.status == 200 and response.content_type == "text/event-stream":
+        response.close()  # the live stream never ends by itself; its status and headers are the answer
+        return
     text = await response.text(errors="replace")
     assert response.status < 500, (*context, response.status, text[:300])
     assert "Traceback" not in text, context

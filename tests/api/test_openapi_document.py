@@ -83,7 +83,8 @@ async def test_body_required_is_what_the_server_enforces(client, spec, make_user
 async def test_creations_link_to_the_created_resource(spec):
     links = spec["paths"]["/api/v1/tasks"]["post"]["responses"]["201"]["links"]
     assert set(links) == {"task-detail", "task-update", "task-delete", "task-comments", "task-comment-create",
-                          "task-restore", "task-attachments", "task-attachment-create"}
+                          "task-restore", "task-attachments", "task-attachment-create",
+                          "task-activity"}
     assert links["task-detail"]["parameters"] == {"id": "$response.body#/id"}
     assert set(spec["paths"]["/api/v1/reports"]["post"]["responses"]["202"]["links"]) == {
         "report-detail", "report-download"}

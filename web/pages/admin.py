@@ -5,7 +5,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from shared import accounts, admin
+from shared import accounts, admin, audit
 from shared.errors import Conflict, Forbidden, ValidationFailed
 from web.auth import AuthContext
 from web.keys import DB, REDIS, SETTINGS
@@ -14,6 +14,7 @@ from web.pages.common import field_errors, form_data, load_form, page_user, pres
 
 QUERY_SCHEMA, UPDATE_SCHEMA = AdminUserQuerySchema(), AdminUserUpdateSchema()
 PAGE_SIZE = 25
+AUDIT_ROWS = 20
 FORM_BOOLEANS = {"true": True, "false": False}
 
 
@@ -35,6 +36,10 @@ async def show_admin(request: web.Request) -> web.Response:
         return render(request, "admin.html", {**context, "filter_errors": field_errors(exc)}, 422)
     users, cursor = await request.app[DB].read_as(auth.user_id, lambda conn: admin.list_users(
         conn, secret=request.app[SETTINGS].secret_key, **query))
+    async with request.app[DB].write.acquire() as conn:
+        entries, _ = await audit.list_entries(conn, secret=request.app[SETTINGS].secret_key, limit=AUDIT_ROWS,
+                                              cursor=None)
+    context["audit"] = entries
     if cursor:
         context["next_url"] = "/admin?" + urlencode({**filters, "cursor": cursor})
     return render(request, "admin.html", {**context, "users": users, "back": request.path_qs})

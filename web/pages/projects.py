@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from shared import invitations, projects, rights, tasks
+from shared import activity, invitations, projects, rights, tasks
 from shared.errors import AppError, ValidationFailed
 from shared.mail import outbox
 from web import ratelimit
@@ -18,6 +18,7 @@ from web.keys import ARQ, CACHE, DB, SETTINGS
 from web.pages.common import field_errors, form_data, load_form, page_user, redirect, render, task_dict
 
 PAGE_SIZE = 50
+ACTIVITY = 20  # the newest events on the page; the API pages through the rest
 
 
 def _id(request: web.Request, name: str = "id") -> int:
@@ -66,7 +67,10 @@ async def show_project(request: web.Request, errors: dict[str, Any] | None = Non
         if rights.rank(project["role"]) >= rights.rank(rights.ADMIN):
             pending, _ = await invitations.list_pending(conn, project_id=project_id, user_id=auth.user_id,
                                                         is_admin=auth.is_admin, limit=100, cursor=None, secret=secret)
+        recent, _ = await activity.project_activity(conn, project_id=project_id, user_id=auth.user_id,
+                                                    is_admin=auth.is_admin, limit=ACTIVITY, cursor=None, secret=secret)
         return {"project": projects.project_out(project), "items": [task_dict(body) for body in items],
+                "activity": [{"text": activity.describe(e), "at": e["at"]} for e in recent],
                 "members": [projects.member_out(m) for m in members],
                 "invitations": [invitations.invitation_out(i) for i in pending]}
 

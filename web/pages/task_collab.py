@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from shared import comments, projects, rights
+from shared import activity, comments, projects, rights
 from shared.errors import AppError, ValidationFailed
 from shared.mail import outbox
 from web.api.comments import BODY_SCHEMA
@@ -16,6 +16,7 @@ from web.keys import ARQ, CACHE, DB
 from web.pages.common import field_errors, form_data, load_form, page_user, redirect
 
 PAGE = 100
+ACTIVITY = 20  # the newest events on the page; GET /api/v1/tasks/{id}/activity pages through the rest
 
 
 async def collaboration(conn: asyncpg.Connection, task: asyncpg.Record, auth: Any, secret: str) -> dict[str, Any]:
@@ -28,8 +29,11 @@ async def collaboration(conn: asyncpg.Connection, task: asyncpg.Record, auth: An
                                            secret=secret)
     bodies, _ = await comments.list_comments(conn, task_id=task["id"], user_id=auth.user_id, is_admin=auth.is_admin,
                                              limit=PAGE, cursor=None, secret=secret)
+    recent, _ = await activity.task_activity(conn, task_id=task["id"], user_id=auth.user_id, is_admin=auth.is_admin,
+                                             limit=ACTIVITY, cursor=None, secret=secret)
     role = project["role"]
-    return {"project": projects.project_out(project), "members": [projects.member_out(m) for m in members],
+    return {"activity": [{"text": activity.describe(e), "at": e["at"]} for e in recent],
+            "project": projects.project_out(project), "members": [projects.member_out(m) for m in members],
             "targets": [(p["id"], p["name"]) for p in mine if rights.rank(p["role"]) >= rights.rank(rights.EDITOR)],
             "comments": [json.loads(body) for body in bodies], "me": auth.user_id,
             "can_edit": rights.rank(role) >= rights.rank(rights.EDITOR),

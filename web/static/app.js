@@ -5,6 +5,9 @@
 // - export/report progress updated in place (polling the job's JSON resource), expiry included
 // - keyboard shortcuts: n (new task), / (search), ? (the list of shortcuts); never while typing in a field
 // - file uploads with a progress bar (XMLHttpRequest to the JSON API: fetch reports no upload progress)
+// - live updates: a page with [data-live-project] (and [data-live-task]) listens to /api/v1/events; when an
+//   event concerns it, the page is fetched again and each [data-live-region] is replaced in place, except
+//   one holding the focus (someone typing there keeps their text)
 (function () {
   "use strict";
   document.documentElement.classList.add("js");
@@ -275,6 +278,58 @@
     });
   }
 
-  function start() { setupTimeZone(); setupStatusForms(); setupJobs(); setupShortcuts(); setupUploads(); }
+  var EVENT_TYPES = ["task.created", "task.updated", "task.completed", "task.deleted", "task.restored",
+    "comment.created", "comment.updated", "comment.deleted", "attachment.created", "attachment.deleted",
+    "project.created", "project.updated", "project.deleted", "member.added", "member.updated", "member.removed"];
+
+  function refreshRegions() {
+    return fetch(window.location.pathname + window.location.search, {
+      credentials: "same-origin", headers: { "Accept": "text/html" }
+    }).then(function (response) {
+      if (!response.ok) { throw new Error("status " + response.status); }
+      return response.text();
+    }).then(function (html) {
+      var fresh = new DOMParser().parseFromString(html, "text/html");
+      document.querySelectorAll("[data-live-region]").forEach(function (region) {
+        var name = region.getAttribute("data-live-region");
+        var next = fresh.querySelector('[data-live-region="' + name + '"]');
+        if (next && !region.contains(document.activeElement)) { region.innerHTML = next.innerHTML; }
+      });
+      setupTimeZone();
+    });
+  }
+
+  function setupLive() {
+    var scope = document.querySelector("[data-live-project]");
+    if (!scope || typeof window.EventSource !== "function") { return; }
+    var projectId = Number(scope.getAttribute("data-live-project"));
+    var taskId = Number(scope.getAttribute("data-live-task") || 0);
+    var pending = null;
+    var source = new window.EventSource("/api/v1/events");
+    function concerns(event) {
+      if (taskId) { return event.task_id === taskId || (event.task_id === null && event.project_id === projectId); }
+      return event.project_id === projectId;
+    }
+    function onEvent(message) {
+      var event;
+      try { event = JSON.parse(message.data); } catch (e) { return; }
+      if (!concerns(event)) { return; }
+      var who = event.actor && event.actor.name ? event.actor.name : "Someone";
+      if (event.type === "project.deleted" || (taskId && event.type === "task.deleted" && event.task_id === taskId)) {
+        announce(who + " deleted this " + (event.type === "project.deleted" ? "project" : "task") + ".");
+        source.close();
+        return;
+      }
+      window.clearTimeout(pending);  // a burst of events costs one fetch
+      pending = window.setTimeout(function () {
+        refreshRegions().then(function () { announce("Updated: " + who + " made a change."); })
+          .catch(function () { /* the next event or a reload shows it */ });
+      }, 150);
+    }
+    EVENT_TYPES.forEach(function (type) { source.addEventListener(type, onEvent); });
+    window.addEventListener("pagehide", function () { source.close(); });
+  }
+
+  function start() { setupTimeZone(); setupStatusForms(); setupJobs(); setupShortcuts(); setupUploads(); setupLive(); }
   if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", start); } else { start(); }
 })();
