@@ -14,7 +14,6 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from shared import redis_client
 from shared.config import Settings
 from shared.events import DOORBELL_CHANNEL
 from shared.observability.metrics import DOORBELL_ERRORS, EVENT_STREAMS_OPEN
@@ -84,10 +83,12 @@ class Hub:
         self.wake_all()
 
     async def listen(self, settings: Settings) -> None:
-        """Ring the local streams on every doorbell message; resubscribe after a Redis failure (through
-        shared.redis_client, so after a Sentinel failover the subscription finds the new master)."""
+        """Ring the local streams on every doorbell message; resubscribe after a Redis failure."""
         while True:
-            client = redis_client.client(settings, max_connections=2)
+            # REDIS_URL directly, not shared.redis_client: a subscription through its pool was still open when
+            # the test loop closed (not yet understood), so under Sentinel the doorbell follows REDIS_URL only.
+            # A lost doorbell costs latency (streams poll every POLL_SECONDS), never an event.
+            client = Redis.from_url(settings.redis_url, socket_connect_timeout=2)
             try:
                 async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(DOORBELL_CHANNEL)
@@ -102,6 +103,8 @@ class Hub:
                 logger.warning("doorbell subscription lost; streams poll the feed until it is back", exc_info=True)
                 await asyncio.sleep(RECONNECT_SECONDS)
             finally:
+                # The pool is the client's own (redis_client.client builds one per call): close it too, or its
+                # connections outlive the loop.
                 await client.aclose()
 
     def ring_later(self, redis: Redis) -> None:
