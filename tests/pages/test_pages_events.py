@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+from aiohttp import FormData
+
 from shared.security import token_digest
 from tests.api.test_events_walk import PAGE_ROUTES, Walk
 from tests.pages.test_pages_session import csrf_of, sign_in
@@ -40,6 +42,15 @@ async def test_every_page_write_records_its_event(client, make_user, db):
     comment_id = json.loads(event["data"])["id"]
     await post("/comments/{id}/delete", f"/comments/{comment_id}/delete", "comment.deleted", task_id=str(task_id))
     await post("/tasks/{id}/delete", f"/tasks/{own_task}/delete", "task.deleted")
+    [event] = await post("/trash/{id}/restore", f"/trash/{own_task}/restore", "task.restored")
+    assert event["task_id"] == own_task
+    [event] = await post("/tasks/{id}/subtasks", f"/tasks/{task_id}/subtasks", "task.created", title="Prune")
+    assert json.loads(event["data"])["parent_id"] == task_id
+    form = FormData()
+    form.add_field("file", b"seed list", filename="seeds.txt", content_type="text/plain")
+    response = await client.post(f"/tasks/{task_id}/attachments", params={"csrf_token": csrf}, data=form)
+    [event] = await walk.step(("POST", "/tasks/{id}/attachments"), response, "attachment.created", status=200)
+    assert json.loads(event["data"])["filename"] == "seeds.txt"
     [event] = await post("/projects/{id}/members/{user_id}", f"/projects/{pid}/members/{bob.id}", "member.updated",
                          role="admin")
     assert json.loads(event["data"])["role"] == "admin"
